@@ -1,0 +1,247 @@
+"""Load and validate ``include/entities/*.yaml``.
+
+Only files are read (no DB, no network), so this is safe at DAG parse time. Every problem is
+reported as ``file: field: message``; one bad file never hides the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from entity_etl.config.interpolation import UnsetVariableError, interpolate
+from entity_etl.config.model import EntityConfig
+
+DEFAULTS_FILE = "_defaults.yaml"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}"
+
+
+class EntityConfigError(ValueError):
+    """One entity file is invalid; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass
+class LoadResult:
+    entities: dict[str, EntityConfig] = field(default_factory=dict)
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    @property
+    def enabled(self) -> dict[str, EntityConfig]:
+        return {k: v for k, v in self.entities.items() if v.enabled}
+
+
+def default_paths() -> tuple[Path, Path]:
+    """``(entities_dir, sql_dir)``: from ``ETL_ENTITIES_DIR``/``ETL_SQL_DIR`` or the repo's ``include/``."""
+    include = Path(os.environ.get("ETL_INCLUDE_DIR", Path(__file__).resolve().parents[3] / "include"))
+    entities = Path(os.environ.get("ETL_ENTITIES_DIR", include / "entities"))
+    sql = Path(os.environ.get("ETL_SQL_DIR", include / "sql"))
+    return entities, sql
+
+
+def entity_files(entities_dir: Path) -> list[Path]:
+    """Entity files: ``*.yaml``/``*.yml`` not starting with ``_`` or ``.``."""
+    if not entities_dir.is_dir():
+        return []
+    return sorted(
+        p
+        for p in entities_dir.iterdir()
+        if p.suffix in (".yaml", ".yml") and not p.name.startswith(("_", ".")) and p.is_file()
+    )
+
+
+def _read_yaml(path: Path, display: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EntityConfigError([ConfigProblem(display, "-", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EntityConfigError([ConfigProblem(display, "-", f"cannot read file: {exc}")]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EntityConfigError([ConfigProblem(display, where, f"invalid YAML: {problem}")]) from None
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _unwrap(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (through Optional, list, dict), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _unwrap(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = EntityConfig
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        model = _unwrap(info.annotation)
+    return model
+
+
+def _problem_from_error(display: str, err: Any) -> ConfigProblem:
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "-"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        unknown = str(loc[-1])
+        msg = f"unknown key {unknown!r}"
+        if parent is not None:
+            allowed = list(parent.model_fields)
+            close = difflib.get_close_matches(unknown, allowed, n=1, cutoff=0.6)
+            msg += f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {', '.join(allowed)}"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    return ConfigProblem(display, path, msg)
+
+
+def load_entity(
+    path: Path,
+    *,
+    sql_dir: Path,
+    defaults: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    display: str | None = None,
+) -> EntityConfig:
+    """Validate one entity file; raise :class:`EntityConfigError` listing every problem."""
+    display = display or str(path)
+    env = os.environ if env is None else env
+    raw = _read_yaml(path, display)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise EntityConfigError([ConfigProblem(display, "-", "top level must be a mapping of keys")])
+    data = _deep_merge(defaults or {}, raw)
+    data.setdefault("entity", path.stem)
+    try:
+        data = interpolate(data, env)
+    except UnsetVariableError as exc:
+        raise EntityConfigError([ConfigProblem(display, exc.path, str(exc))]) from None
+
+    problems: list[ConfigProblem] = []
+    if data.get("entity") != path.stem:
+        problems.append(
+            ConfigProblem(display, "entity", f"{data.get('entity')!r} must match the file name {path.stem!r}")
+        )
+    try:
+        config = EntityConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problem_from_error(display, err) for err in exc.errors())
+        raise EntityConfigError(problems) from None
+
+    sql_file = (sql_dir / config.source.extract_sql).resolve()
+    if not sql_file.is_relative_to(sql_dir.resolve()):
+        problems.append(ConfigProblem(display, "source.extract_sql", "must stay inside include/sql/"))
+    elif not sql_file.is_file():
+        problems.append(ConfigProblem(display, "source.extract_sql", f"SQL file not found: {sql_file}"))
+    if problems:
+        raise EntityConfigError(problems)
+    return config
+
+
+def load_defaults(entities_dir: Path) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    path = entities_dir / DEFAULTS_FILE
+    if not path.exists():
+        return {}, []
+    try:
+        data = _read_yaml(path, str(path))
+    except EntityConfigError as exc:
+        return {}, exc.problems
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        return {}, [ConfigProblem(str(path), "-", "top level must be a mapping of keys")]
+    return data, []
+
+
+def load_entities(
+    entities_dir: Path | None = None,
+    sql_dir: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    only: str | None = None,
+) -> LoadResult:
+    """Load every entity file. ``only`` restricts loading to one entity id (fast task start-up)."""
+    default_entities, default_sql = default_paths()
+    entities_dir = entities_dir or default_entities
+    sql_dir = sql_dir or default_sql
+    result = LoadResult()
+    defaults, problems = load_defaults(entities_dir)
+    result.problems.extend(problems)
+    if problems:
+        return result
+    for path in entity_files(entities_dir):
+        if only is not None and path.stem != only:
+            continue
+        try:
+            config = load_entity(path, sql_dir=sql_dir, defaults=defaults, env=env)
+        except EntityConfigError as exc:
+            result.problems.extend(exc.problems)
+            continue
+        result.entities[config.entity] = config
+    return result
+
+
+def find_entity(entity: str, entities_dir: Path | None = None, sql_dir: Path | None = None) -> EntityConfig:
+    """Load one entity by id, raising :class:`EntityConfigError` if it is missing or invalid."""
+    default_entities, default_sql = default_paths()
+    entities_dir = entities_dir or default_entities
+    sql_dir = sql_dir or default_sql
+    defaults, problems = load_defaults(entities_dir)
+    if problems:
+        raise EntityConfigError(problems)
+    for suffix in (".yaml", ".yml"):
+        path = entities_dir / f"{entity}{suffix}"
+        if path.exists():
+            return load_entity(path, sql_dir=sql_dir, defaults=defaults)
+    raise EntityConfigError(
+        [ConfigProblem(str(entities_dir / f"{entity}.yaml"), "entity", f"no entity file for {entity!r}")]
+    )

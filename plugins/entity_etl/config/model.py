@@ -1,0 +1,243 @@
+"""The entity schema: one ``include/entities/<entity>.yaml`` validates into one :class:`EntityConfig`.
+
+Every model forbids unknown keys; the loader turns pydantic's errors into ``file: field: message``
+lines with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Literal
+
+from croniter import croniter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from entity_etl.config.identifiers import check_identifier, check_table_name
+
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+TableName = Annotated[str, AfterValidator(check_table_name)]
+ConnId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
+SqlPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_./-]+\.sql$")]
+
+#: Airflow's schedule presets, as the cron expressions they stand for.
+SCHEDULE_PRESETS: dict[str, str] = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+_COLUMN_TYPE = re.compile(
+    r"^(string(\((?P<len>\d{1,5})\))?|text|integer|bigint|float|boolean|date|datetime"
+    r"|decimal\((?P<p>\d{1,2}),\s*(?P<s>\d{1,2})\))$"
+)
+
+Sanitizer = Literal["trim", "null_if_empty", "upper", "lower"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class SourceConfig(StrictModel):
+    conn_id: ConnId = Field(description="Airflow connection id of the source database.")
+    extract_sql: SqlPath = Field(
+        description="Path under include/sql/ of the extract query. It may use the bind parameters "
+        ":data_interval_start and :data_interval_end (ISO timestamps of the run's data interval)."
+    )
+    fetch_rows: int = Field(10_000, ge=100, le=1_000_000, description="Rows per server-side fetch.")
+    chunk_rows: int = Field(1_000_000, ge=1_000, description="Rows per extract object (one gzip CSV file per chunk).")
+
+
+class StagingConfig(StrictModel):
+    table: TableName = Field(
+        description="Staging table, on the target connection (the target load is INSERT ... SELECT). "
+        "The pipeline owns it: cleanup drops and recreates it from `columns`."
+    )
+
+
+class TargetConfig(StrictModel):
+    conn_id: ConnId = Field(description="Airflow connection id of the target database (MySQL / RDS).")
+    table: TableName = Field(description="Target table; created from `columns` if it does not exist.")
+
+
+class ColumnConfig(StrictModel):
+    name: Identifier = Field(description="Column name in the extract query result and in staging.")
+    type: str = Field(
+        "string",
+        description="string, string(N), text, integer, bigint, float, boolean, date, datetime, decimal(P,S)",
+    )
+    target: Identifier | None = Field(None, description="Column name in the target table (default: name).")
+    sanitize: list[Sanitizer] = Field(
+        default_factory=list, description="SQL clean-ups applied on the way to the target, in order."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.strip().lower()
+        match = _COLUMN_TYPE.fullmatch(value)
+        if not match:
+            raise ValueError(
+                f"unknown column type {value!r}; use string, string(N), text, integer, bigint, float, "
+                "boolean, date, datetime or decimal(P,S)"
+            )
+        if match.group("p") and int(match.group("s")) > int(match.group("p")):
+            raise ValueError(f"{value!r}: scale is larger than precision")
+        return value
+
+    @property
+    def target_name(self) -> str:
+        return self.target or self.name
+
+
+class DedupeConfig(StrictModel):
+    key: list[Identifier] = Field(min_length=1, description="Business key: rows sharing it are duplicates.")
+    keep: Literal["newest", "oldest", "first", "last"] = Field(
+        "newest",
+        description="newest/oldest by order_by; first/last in extract order.",
+    )
+    order_by: Identifier | None = Field(None, description="Column deciding newest/oldest.")
+
+    @model_validator(mode="after")
+    def _order_by_needed(self) -> DedupeConfig:
+        if self.keep in ("newest", "oldest") and self.order_by is None:
+            raise ValueError(f"keep: {self.keep} needs order_by (the column that says which row is newer)")
+        return self
+
+
+class TranslateConfig(StrictModel):
+    enabled: bool = False
+    columns: list[Identifier] = Field(default_factory=list)
+    source_language: str = Field("auto", pattern=r"^(auto|[a-z]{2,3}(-[A-Za-z]{2,4})?)$")
+    target_language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+
+    @model_validator(mode="after")
+    def _columns_when_enabled(self) -> TranslateConfig:
+        if self.enabled and not self.columns:
+            raise ValueError("enabled is true but no columns are listed")
+        return self
+
+
+class ComputeConfig(StrictModel):
+    job_queue: str = Field("etl-fargate", pattern=r"^[A-Za-z0-9_:/.-]{1,255}$")
+    job_definition: str = Field("etl-stage", pattern=r"^[A-Za-z0-9_:/.-]{1,255}$")
+    vcpu: float = Field(1.0, description="Fargate vCPU: 0.25, 0.5, 1, 2, 4, 8 or 16.")
+    memory_mib: int = Field(2048, ge=512, le=122_880)
+    environment: dict[str, str] = Field(default_factory=dict, description="Extra container env vars.")
+
+    @field_validator("vcpu")
+    @classmethod
+    def _fargate_vcpu(cls, value: float) -> float:
+        if value not in (0.25, 0.5, 1, 2, 4, 8, 16):
+            raise ValueError(f"{value} is not a Fargate vCPU size (0.25, 0.5, 1, 2, 4, 8, 16)")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+
+class EntityConfig(StrictModel):
+    entity: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="Entity id; the DAG is etl_<entity>.")
+    enabled: bool = True
+    description: str = ""
+    schedule: str | None = Field(
+        description="Cron expression, an Airflow preset (@daily, @weekly, @monthly, ...) or null for manual runs only."
+    )
+    start_date: dt.date
+    timezone: str = "UTC"
+    catchup: bool = False
+    owner: str = "data-platform"
+    tags: list[str] = Field(default_factory=list)
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay_minutes: float = Field(5, ge=0)
+    source: SourceConfig
+    staging: StagingConfig
+    target: TargetConfig
+    columns: list[ColumnConfig] = Field(min_length=1)
+    dedupe: DedupeConfig
+    translate: TranslateConfig = Field(default_factory=lambda: TranslateConfig())
+    compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig())
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be a cron expression, a preset such as @daily, or null")
+        value = value.strip()
+        if value.startswith("@"):
+            if value not in SCHEDULE_PRESETS:
+                raise ValueError(f"unknown preset {value!r}; use one of {', '.join(SCHEDULE_PRESETS)}")
+            return value
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a valid 5-field cron expression")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> EntityConfig:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"columns: duplicate column name(s) {dupes}")
+        targets = [c.target_name for c in self.columns]
+        tdupes = sorted({n for n in targets if targets.count(n) > 1})
+        if tdupes:
+            raise ValueError(f"columns: duplicate target column name(s) {tdupes}")
+        known = set(names)
+        for field, cols in (
+            ("dedupe.key", self.dedupe.key),
+            ("dedupe.order_by", [self.dedupe.order_by] if self.dedupe.order_by else []),
+            ("translate.columns", self.translate.columns),
+        ):
+            unknown = [c for c in cols if c not in known]
+            if unknown:
+                raise ValueError(f"{field}: {unknown} not among columns {names}")
+        if self.staging.table == self.target.table:
+            raise ValueError("staging.table and target.table are the same table")
+        return self
+
+    # -- conveniences used by the runtime and the DAG factory -------------------------------------
+    @property
+    def dag_id(self) -> str:
+        return f"etl_{self.entity}"
+
+    @property
+    def cron(self) -> str | None:
+        if self.schedule is None:
+            return None
+        return SCHEDULE_PRESETS.get(self.schedule, self.schedule)
+
+    @property
+    def stages(self) -> list[str]:
+        stages = ["cleanup", "extract", "load_staging"]
+        if self.translate.enabled:
+            stages.append("translate")
+        return [*stages, "dedupe", "load_target"]
+
+    def column(self, name: str) -> ColumnConfig:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)

@@ -1,0 +1,102 @@
+"""The DAG factory: one ``etl_<entity>`` DAG per enabled entity file.
+
+Parse-time rules: only files are read (no DB, no network, no Airflow Variables). When a task runs,
+``get_parsing_context()`` names the DAG being executed and only that entity file is loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, get_parsing_context
+
+from entity_etl.config.loader import LoadResult, default_paths, load_entities
+from entity_etl.config.model import EntityConfig
+from entity_etl.orchestration.docs import entity_doc_md
+from entity_etl.orchestration.stage_operator import EntityStageOperator
+
+DAG_PREFIX = "etl_"
+
+
+class EntityConfigImportError(Exception):
+    """Raised by ``dags/etl_config_errors.py`` so that invalid entity files show as import errors."""
+
+
+def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) -> DAG:
+    source_file = f"include/entities/{config.entity}.yaml"
+    schedule = CronDataIntervalTimetable(config.cron, timezone=config.timezone) if config.cron else None
+    dag = DAG(
+        dag_id=config.dag_id,
+        description=config.description or f"Entity ETL for {config.entity}",
+        schedule=schedule,
+        start_date=dt.datetime.combine(config.start_date, dt.time(), tzinfo=dt.UTC),
+        catchup=config.catchup,
+        max_active_runs=1,
+        max_active_tasks=1,
+        doc_md=entity_doc_md(config, source_file),
+        tags=["entity-etl", f"entity:{config.entity}", *config.tags],
+        default_args={
+            "owner": config.owner,
+            "retries": config.retries,
+            "retry_delay": dt.timedelta(minutes=config.retry_delay_minutes),
+        },
+        render_template_as_native_obj=False,
+    )
+    previous: EntityStageOperator | None = None
+    for stage in config.stages:
+        task = EntityStageOperator(
+            task_id=stage,
+            entity=config.entity,
+            stage=stage,
+            compute=config.compute,
+            dag=dag,
+            doc_md=f"Stage `{stage}` of entity `{config.entity}`.",
+        )
+        if previous is not None:
+            previous >> task
+        previous = task
+    return dag
+
+
+def _only_entity() -> str | None:
+    dag_id = get_parsing_context().dag_id
+    if dag_id and dag_id.startswith(DAG_PREFIX):
+        return dag_id[len(DAG_PREFIX) :]
+    return None
+
+
+def load_for_parsing(entities_dir: Path | None = None, sql_dir: Path | None = None) -> LoadResult:
+    default_entities, default_sql = default_paths()
+    return load_entities(entities_dir or default_entities, sql_dir or default_sql, only=_only_entity())
+
+
+def register_entity_dags(
+    namespace: MutableMapping[str, Any], entities_dir: Path | None = None, sql_dir: Path | None = None
+) -> list[str]:
+    """Build every valid, enabled entity's DAG into ``namespace`` (a DAG file's ``globals()``).
+
+    Invalid files are skipped here (they are reported by ``dags/etl_config_errors.py``), so one bad
+    file never takes the other entities' DAGs down.
+    """
+    result = load_for_parsing(entities_dir, sql_dir)
+    built = []
+    for config in result.enabled.values():
+        namespace[config.dag_id] = build_entity_dag(config)
+        built.append(config.dag_id)
+    return built
+
+
+def raise_config_errors(entities_dir: Path | None = None, sql_dir: Path | None = None) -> None:
+    """Raise one import error listing every invalid entity file as ``file: field: message``."""
+    if _only_entity() is not None:
+        return  # a task of some entity DAG is starting: nothing to report from here
+    default_entities, default_sql = default_paths()
+    result = load_entities(entities_dir or default_entities, sql_dir or default_sql)
+    if result.problems:
+        lines = "\n".join(str(p) for p in result.problems)
+        raise EntityConfigImportError(
+            f"{len(result.problems)} problem(s) in entity files; the other entities' DAGs are unaffected:\n{lines}"
+        )

@@ -1,0 +1,560 @@
+"""The six stages of an entity run, as plain functions over a :class:`RunContext`.
+
+Every stage is idempotent for a given run: running it again gives the same result.
+
+* cleanup       drop and recreate the staging table from the entity's columns
+* extract       source query (bound to the run's data interval) -> gzip CSV parts + manifest
+* load_staging  manifest parts -> staging (LOAD DATA LOCAL INFILE / batched inserts), atomically
+* translate     distinct values of the configured columns, via a cache table, in place
+* dedupe        DELETE all but one row per business key, in SQL
+* load_target   chunked upsert from staging into the target, sanitizers applied
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from entity_etl.config.model import EntityConfig
+from entity_etl.runtime import csv_codec
+from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
+from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
+from entity_etl.runtime.object_store import ObjectStore
+from entity_etl.runtime.stats import StageStats
+from entity_etl.runtime.translators import TranslationError, Translator
+
+STAGES = ("cleanup", "extract", "load_staging", "translate", "dedupe", "load_target")
+TRANSLATION_CACHE_TABLE = "etl_translation_cache"
+ROW_ID = "_etl_row"
+
+
+class StageError(RuntimeError):
+    """A stage failed; the message names the entity, the stage and the cause, on one line."""
+
+
+@dataclass
+class RunContext:
+    config: EntityConfig
+    run_id: str
+    interval_start: dt.datetime
+    interval_end: dt.datetime
+    store: ObjectStore
+    resolve_connection: ConnectionResolver
+    sql_dir: Path
+    translator_factory: Callable[[], Translator]
+    load_chunk_rows: int = 200_000
+    translate_page: int = 1_000
+    scratch_dir: Path | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def entity(self) -> str:
+        return self.config.entity
+
+    @property
+    def run_key(self) -> str:
+        """``run_id`` made safe for an object key, with a short hash so distinct ids never collide."""
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.run_id)[:100]
+        return f"{safe}-{hashlib.sha256(self.run_id.encode()).hexdigest()[:8]}"
+
+    @property
+    def extract_prefix(self) -> str:
+        return f"extracts/{self.entity}/{self.run_key}/"
+
+    @property
+    def manifest_key(self) -> str:
+        return self.extract_prefix + "_manifest.json"
+
+    def stats_key(self, stage: str) -> str:
+        return f"runs/{self.entity}/{self.run_key}/stats/{stage}.json"
+
+    def interval_params(self) -> dict[str, str]:
+        fmt = "%Y-%m-%d %H:%M:%S"
+        return {
+            "data_interval_start": _utc(self.interval_start).strftime(fmt),
+            "data_interval_end": _utc(self.interval_end).strftime(fmt),
+        }
+
+    def connect(self, conn_id: str) -> Database:
+        info: ConnectionInfo = self.resolve_connection(conn_id)
+        db = open_database(info)
+        db.connect()
+        return db
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _count(db: Database, table: str) -> int:
+    return int(db.query(f"SELECT COUNT(*) FROM {db.table(table)}")[0][0])
+
+
+def _staging_columns(config: EntityConfig) -> list[tuple[str, str]]:
+    return [(c.name, c.type) for c in config.columns]
+
+
+def _ensure_staging(db: Database, config: EntityConfig) -> None:
+    db.execute(db.create_table_sql(config.staging.table, _staging_columns(config), row_id=True))
+
+
+# -- cleanup ---------------------------------------------------------------------------------------
+def cleanup(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.config
+    with ctx.connect(config.target.conn_id) as db:
+        before = _count(db, config.staging.table) if db.table_exists(config.staging.table) else 0
+        db.execute(f"DROP TABLE IF EXISTS {db.table(config.staging.table)}")
+        _ensure_staging(db, config)
+        db.commit()
+    return {"rows_in": before, "rows_out": 0, "details": {"rows_dropped": before}}
+
+
+# -- extract ---------------------------------------------------------------------------------------
+class _PartWriter:
+    """Writes gzip CSV parts of at most ``chunk_rows`` rows to temporary files and uploads them."""
+
+    def __init__(self, ctx: RunContext, scratch: Path) -> None:
+        self.ctx = ctx
+        self.scratch = scratch
+        self.parts: list[dict[str, Any]] = []
+        self._path: Path | None = None
+        self._raw: Any = None
+        self._gz: gzip.GzipFile | None = None
+        self._rows = 0
+
+    def _open(self) -> None:
+        self._path = self.scratch / f"part-{len(self.parts):05d}.csv.gz"
+        self._raw = self._path.open("wb")
+        # Level 1: ~7x faster than gzip's default 9 for ~10% more bytes (see bench/README.md).
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0)
+        self._rows = 0
+
+    def write(self, rows: list[bytes], n: int) -> None:
+        if self._gz is None:
+            self._open()
+        assert self._gz is not None
+        self._gz.write(b"".join(rows))
+        self._rows += n
+        if self._rows >= self.ctx.config.source.chunk_rows:
+            self.close_part()
+
+    def close_part(self) -> None:
+        if self._gz is None:
+            return
+        assert self._path is not None
+        self._gz.close()
+        self._raw.close()
+        key = self.ctx.extract_prefix + self._path.name
+        uri = self.ctx.store.put_file(key, self._path)
+        self.parts.append({"key": key, "uri": uri, "rows": self._rows, "bytes": self._path.stat().st_size})
+        self._path.unlink()
+        self._gz = None
+
+
+def extract(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.config
+    sql_path = ctx.sql_dir / config.source.extract_sql
+    try:
+        sql = sql_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StageError(f"{config.entity}: extract: cannot read {sql_path}: {exc.strerror}") from None
+    expected = [c.name for c in config.columns]
+    # Remove any parts of an earlier attempt of this run first: the manifest is what counts, and it
+    # is written last, so a reader never sees a half-finished extract.
+    ctx.store.delete_prefix(ctx.extract_prefix)
+    with ctx.connect(config.source.conn_id) as db:
+        names, batches = db.stream(sql, ctx.interval_params(), config.source.fetch_rows)
+        missing = [c for c in expected if c not in names]
+        extra = [c for c in names if c not in expected]
+        if missing or extra:
+            raise StageError(
+                f"{config.entity}: extract: query columns do not match the entity's columns"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {extra}" if extra else "")
+                + f" ({sql_path})"
+            )
+        order = [names.index(c) for c in expected]
+        identity = order == list(range(len(names)))
+        encode = csv_codec.encode_row
+        with tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
+            writer = _PartWriter(ctx, Path(scratch))
+            total = 0
+            for batch in batches:
+                if identity:
+                    lines = [encode(row) for row in batch]
+                else:
+                    lines = [encode([row[i] for i in order]) for row in batch]
+                writer.write(lines, len(lines))
+                total += len(lines)
+            writer.close_part()
+    manifest = {
+        "entity": config.entity,
+        "run_id": ctx.run_id,
+        "interval": ctx.interval_params(),
+        "columns": expected,
+        "format": "csv+gzip; NULL unquoted, values quoted",
+        "rows": total,
+        "parts": writer.parts,
+    }
+    ctx.store.put_bytes(ctx.manifest_key, json.dumps(manifest, indent=2).encode())
+    size = sum(p["bytes"] for p in writer.parts)
+    return {
+        "rows_in": total,
+        "rows_out": total,
+        "bytes": size,
+        "details": {"parts": len(writer.parts), "manifest": ctx.store.uri(ctx.manifest_key)},
+    }
+
+
+def read_manifest(ctx: RunContext) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads(ctx.store.get_bytes(ctx.manifest_key))
+    except FileNotFoundError:
+        raise StageError(
+            f"{ctx.entity}: no finished extract for run {ctx.run_id!r} "
+            f"({ctx.store.uri(ctx.manifest_key)} is missing): run the extract stage first"
+        ) from None
+    return manifest
+
+
+# -- load_staging ----------------------------------------------------------------------------------
+def load_staging(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.config
+    manifest = read_manifest(ctx)
+    columns = manifest["columns"]
+    if columns != [c.name for c in config.columns]:
+        raise StageError(f"{config.entity}: load_staging: the extract's columns {columns} differ from the config")
+    loaded = 0
+    size = 0
+    with (
+        ctx.connect(config.target.conn_id) as db,
+        tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
+    ):
+        _ensure_staging(db, config)
+        # Empty first, so a rerun of this stage never doubles the rows; the deletes and the loads
+        # commit together (SQLite, InnoDB), so a failed load leaves staging as it was.
+        db.execute(f"DELETE FROM {db.table(config.staging.table)}")
+        try:
+            for part in manifest["parts"]:
+                gz_path = Path(scratch) / "part.csv.gz"
+                csv_path = Path(scratch) / "part.csv"
+                ctx.store.get_file(part["key"], gz_path)
+                with gzip.open(gz_path, "rb") as src, csv_path.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                size += gz_path.stat().st_size
+                gz_path.unlink()
+                n = db.load_csv(config.staging.table, columns, csv_path)
+                csv_path.unlink()
+                if n != part["rows"]:
+                    raise StageError(
+                        f"{config.entity}: load_staging: {part['uri']} loaded {n} rows, the manifest says "
+                        f"{part['rows']}"
+                    )
+                loaded += n
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+    return {
+        "rows_in": manifest["rows"],
+        "rows_out": loaded,
+        "bytes": size,
+        "details": {"load_id": uuid.uuid4().hex, "parts": len(manifest["parts"])},
+    }
+
+
+# -- translate -------------------------------------------------------------------------------------
+def _previous_stats(ctx: RunContext, stage: str) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(ctx.store.get_bytes(ctx.stats_key(stage)))
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def _sha256(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def translate(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.config
+    tcfg = config.translate
+    if not tcfg.enabled:
+        return {"details": {"skipped": "translate is not enabled for this entity"}}
+    loaded = _previous_stats(ctx, "load_staging")
+    load_id = (loaded or {}).get("details", {}).get("load_id")
+    done = _previous_stats(ctx, "translate")
+    if load_id and done and done.get("details", {}).get("load_id") == load_id:
+        # Staging already holds translated values for this load: translating English text again
+        # "from" the source language would be wrong, so a rerun is a no-op.
+        return {
+            **{k: done[k] for k in ("rows_in", "rows_out")},
+            "details": {**done["details"], "rerun": "no-op"},
+        }
+
+    translator = ctx.translator_factory()
+    src, tgt = tcfg.source_language, tcfg.target_language
+    cache = TRANSLATION_CACHE_TABLE
+    distinct = hits = calls = untranslated = updated = 0
+    with ctx.connect(config.target.conn_id) as db:
+        q = db.quote
+        p = db.placeholder()
+        if isinstance(db, SqliteDatabase):
+            db.conn.create_function("etl_sha256", 1, _sha256, deterministic=True)
+            hash_fn = "etl_sha256({})"
+        else:
+            hash_fn = "SHA2({}, 256)"
+        db.execute(
+            db.create_table_sql(
+                cache,
+                [
+                    ("source_language", "string(16)"),
+                    ("target_language", "string(16)"),
+                    ("source_hash", "string(64)"),
+                    ("source_text", "text"),
+                    ("translated_text", "text"),
+                ],
+                key=["source_language", "target_language", "source_hash"],
+            )
+        )
+        db.commit()
+        staging = db.table(config.staging.table)
+        rows_in = _count(db, config.staging.table)
+        for column in tcfg.columns:
+            col = q(column)
+            last: str | None = None
+            # Keyset pages over the distinct values: memory stays bounded however many there are.
+            while True:
+                where = f"{col} IS NOT NULL" + (f" AND {col} > {p}" if last is not None else "")
+                page = [
+                    r[0]
+                    for r in db.query(
+                        f"SELECT DISTINCT {col} FROM {staging} WHERE {where} ORDER BY {col} LIMIT {ctx.translate_page}",
+                        [last] if last is not None else None,
+                    )
+                ]
+                if not page:
+                    break
+                last = page[-1]
+                distinct += len(page)
+                hashes = {_sha256(v): v for v in page}
+                marks = ", ".join([p] * len(hashes))
+                known = {
+                    r[0]
+                    for r in db.query(
+                        f"SELECT {q('source_hash')} FROM {q(cache)} WHERE {q('source_language')} = {p} "
+                        f"AND {q('target_language')} = {p} AND {q('source_hash')} IN ({marks})",
+                        [src, tgt, *hashes],
+                    )
+                }
+                hits += len(known)
+                todo = [v for h, v in hashes.items() if h not in known]
+                if todo:
+                    calls += len(todo)
+                    results = translator.translate_batch(todo, src, tgt)
+                    rows = []
+                    for original, result in zip(todo, results, strict=True):
+                        if result is None:
+                            untranslated += 1
+                            result = original
+                        rows.append((src, tgt, _sha256(original), original, result))
+                    insert = (
+                        f"INSERT INTO {q(cache)} ({q('source_language')}, {q('target_language')}, "
+                        f"{q('source_hash')}, {q('source_text')}, {q('translated_text')}) VALUES ({p}, {p}, {p}, {p}, {p})"
+                    )
+                    for row in rows:
+                        db.execute(insert, row)
+                    db.commit()
+            # One set-based pass replaces every value by its cached translation (after the reads, so
+            # translated values never feed back into the pages above).
+            updated += db.execute(
+                f"UPDATE {staging} SET {col} = (SELECT c.{q('translated_text')} FROM {q(cache)} c "
+                f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
+                f"AND c.{q('source_hash')} = {hash_fn.format(col)}) "
+                f"WHERE {col} IS NOT NULL AND EXISTS (SELECT 1 FROM {q(cache)} c "
+                f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
+                f"AND c.{q('source_hash')} = {hash_fn.format(col)} AND c.{q('translated_text')} <> {col})",
+                [src, tgt, src, tgt],
+            )
+        db.commit()
+    return {
+        "rows_in": rows_in,
+        "rows_out": updated,
+        "details": {
+            "translator": translator.label,
+            "columns": list(tcfg.columns),
+            "distinct_values": distinct,
+            "cache_hits": hits,
+            "translated": calls - untranslated,
+            "untranslated": untranslated,
+            "load_id": load_id,
+        },
+    }
+
+
+# -- dedupe ----------------------------------------------------------------------------------------
+def dedupe_order(config: EntityConfig, q: Callable[[str], str]) -> str:
+    d = config.dedupe
+    row = q(ROW_ID)
+    if d.keep == "newest":
+        return f"{q(d.order_by or '')} DESC, {row} DESC"
+    if d.keep == "oldest":
+        return f"{q(d.order_by or '')} ASC, {row} ASC"
+    return f"{row} ASC" if d.keep == "first" else f"{row} DESC"
+
+
+def dedupe_sql(db: Database, config: EntityConfig) -> str:
+    q = db.quote
+    staging = db.table(config.staging.table)
+    keys = ", ".join(q(k) for k in config.dedupe.key)
+    ranked = (
+        f"SELECT {q(ROW_ID)}, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {dedupe_order(config, q)}) AS rn "
+        f"FROM {staging}"
+    )
+    if db.dialect == "mysql":
+        return (
+            f"DELETE s FROM {staging} s JOIN (SELECT {q(ROW_ID)} FROM ({ranked}) ranked WHERE rn > 1) d "
+            f"ON d.{q(ROW_ID)} = s.{q(ROW_ID)}"
+        )
+    return f"DELETE FROM {staging} WHERE {q(ROW_ID)} IN (SELECT {q(ROW_ID)} FROM ({ranked}) WHERE rn > 1)"
+
+
+def dedupe(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.config
+    with ctx.connect(config.target.conn_id) as db:
+        before = _count(db, config.staging.table)
+        removed = db.execute(dedupe_sql(db, config))
+        db.commit()
+        after = _count(db, config.staging.table)
+    return {
+        "rows_in": before,
+        "rows_out": after,
+        "duplicates_removed": removed,
+        "details": {"key": list(config.dedupe.key), "keep": config.dedupe.keep},
+    }
+
+
+# -- load_target -----------------------------------------------------------------------------------
+def _sanitized(q: Callable[[str], str], name: str, sanitizers: list[str]) -> str:
+    expr = q(name)
+    for step in sanitizers:
+        expr = {
+            "trim": f"TRIM({expr})",
+            "null_if_empty": f"NULLIF({expr}, '')",
+            "upper": f"UPPER({expr})",
+            "lower": f"LOWER({expr})",
+        }[step]
+    return expr
+
+
+def load_target(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.config
+    target_cols = [c.target_name for c in config.columns]
+    key = [config.column(k).target_name for k in config.dedupe.key]
+    with ctx.connect(config.target.conn_id) as db:
+        q = db.quote
+        staging = db.table(config.staging.table)
+        db.execute(db.create_table_sql(config.target.table, [(c.target_name, c.type) for c in config.columns], key=key))
+        db.commit()
+        null_keys = " OR ".join(f"{q(k)} IS NULL" for k in config.dedupe.key)
+        bad = int(db.query(f"SELECT COUNT(*) FROM {staging} WHERE {null_keys}")[0][0])
+        if bad:
+            raise StageError(
+                f"{config.entity}: load_target: {bad} staged rows have a NULL in the key "
+                f"{list(config.dedupe.key)}; nothing was written to {config.target.table}"
+            )
+        low, high = db.query(f"SELECT MIN({q(ROW_ID)}), MAX({q(ROW_ID)}) FROM {staging}")[0]
+        rows_in = _count(db, config.staging.table)
+        exprs = ", ".join(_sanitized(q, c.name, list(c.sanitize)) for c in config.columns)
+        p = db.placeholder()
+        sql = db.upsert_sql(
+            config.target.table,
+            target_cols,
+            key,
+            f"SELECT {exprs} FROM {staging} WHERE {q(ROW_ID)} >= {p} AND {q(ROW_ID)} < {p} ORDER BY {q(ROW_ID)}",
+        )
+        written = 0
+        chunks = 0
+        if low is not None:
+            # Chunks by row id, each committed: bounded transactions on RDS. The upsert makes a rerun
+            # (or the retry of a failed chunk) converge to the same contents, never duplicate.
+            start = int(low)
+            while start <= int(high):
+                end = start + ctx.load_chunk_rows
+                db.execute(sql, [start, end])
+                db.commit()
+                written += int(
+                    db.query(
+                        f"SELECT COUNT(*) FROM {staging} WHERE {q(ROW_ID)} >= {p} AND {q(ROW_ID)} < {p}",
+                        [start, end],
+                    )[0][0]
+                )
+                chunks += 1
+                start = end
+        target_rows = _count(db, config.target.table)
+    return {
+        "rows_in": rows_in,
+        "rows_out": written,
+        "details": {"target_rows": target_rows, "chunks": chunks, "target": config.target.table},
+    }
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
+    "cleanup": cleanup,
+    "extract": extract,
+    "load_staging": load_staging,
+    "translate": translate,
+    "dedupe": dedupe,
+    "load_target": load_target,
+}
+
+
+def run_stage(ctx: RunContext, stage: str) -> StageStats:
+    """Run one stage and return its statistics (also stored next to the run's extract)."""
+    if stage not in STAGE_FUNCTIONS:
+        raise StageError(f"{ctx.entity}: unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    try:
+        result = STAGE_FUNCTIONS[stage](ctx)
+    except StageError:
+        raise
+    except (
+        DatabaseError,
+        ConnectionNotFoundError,
+        csv_codec.CsvFormatError,
+        TranslationError,
+        ValueError,
+    ) as exc:
+        raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise StageError(f"{ctx.entity}: {stage}: missing file {exc}") from exc
+    duration = time.perf_counter() - t0
+    stats = StageStats(
+        entity=ctx.entity,
+        stage=stage,
+        run_id=ctx.run_id,
+        rows_in=int(result.get("rows_in", 0)),
+        rows_out=int(result.get("rows_out", 0)),
+        duplicates_removed=int(result.get("duplicates_removed", 0)),
+        bytes=int(result.get("bytes", 0)),
+        duration_s=round(duration, 3),
+        started_at=started.isoformat(),
+        finished_at=dt.datetime.now(dt.UTC).isoformat(),
+        details=result.get("details", {}),
+    )
+    ctx.store.put_bytes(ctx.stats_key(stage), stats.to_json().encode())
+    return stats
