@@ -70,6 +70,8 @@ class EntityStageOperator(BatchOperator):
         start, end = self._interval(context)
         self.log.info("entity %s stage %s run %s on the %s backend", self.entity, self.stage, run_id, self.backend)
         if self.backend == "local":
+            # No Batch job, so no Batch console/log links to publish after the task.
+            self.operator_extra_links = ()
             return self._execute_local(run_id, start, end)
         self.job_name = batch_job_name(self.entity, self.stage, run_id)
         self.container_overrides = container_overrides(

@@ -1,0 +1,1 @@
+"""The embedded-default demo (``make demo``): sample sources and a driver. Not part of the package."""
