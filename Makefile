@@ -5,6 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY_VERSION ?= 3.11
 APT_PACKAGES := mariadb-server mariadb-client libmariadb-dev pkg-config
 ROWS ?= 1000000
+RUN = $(UV) run --frozen --all-extras
 
 .PHONY: help deps system-deps uv venv demo test lint typecheck schema bench bench-dagbag bench-throughput clean
 
@@ -31,31 +32,31 @@ venv: system-deps uv
 deps: venv
 
 demo: venv
-	@$(UV) run --frozen python demo/run_demo.py
+	@$(RUN) python demo/run_demo.py
 
 test: venv
-	@$(UV) run --frozen ruff check .
-	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy
-	@$(UV) run --frozen pytest
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy
+	@$(RUN) pytest
 
 lint:
-	@$(UV) run --frozen ruff check . && $(UV) run --frozen ruff format --check .
+	@$(RUN) ruff check . && $(RUN) ruff format --check .
 
 typecheck:
-	@$(UV) run --frozen mypy
+	@$(RUN) mypy
 
 schema: venv
-	@$(UV) run --frozen etlctl schema -o include/entities/entity.schema.json
+	@$(RUN) etlctl schema -o include/entities/entity.schema.json
 
 bench: bench-dagbag bench-throughput
 
 bench-dagbag: venv
 	@$(UV) sync --frozen --all-extras --group bench --quiet
-	@$(UV) run --frozen --group bench python bench/dagbag_load.py
+	@$(RUN) --group bench python bench/dagbag_load.py
 
 bench-throughput: venv
-	@$(UV) run --frozen python bench/stage_throughput.py --rows $(ROWS)
+	@$(RUN) python bench/stage_throughput.py --rows $(ROWS)
 
 clean:
 	rm -rf .demo .bench .test-artifacts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -22,6 +23,24 @@ from entity_etl.config.interpolation import UnsetVariableError, interpolate
 from entity_etl.config.model import EntityConfig
 
 DEFAULTS_FILE = "_defaults.yaml"
+
+
+class _Yaml12BoolLoader(yaml.SafeLoader):
+    """SafeLoader where only true/false are booleans (as in YAML 1.2).
+
+    PyYAML follows YAML 1.1, where unquoted ``no``, ``off``, ``yes``, ``on`` are booleans, so
+    ``entity: no`` (Norway) would silently become ``False``. Fields that really are booleans still
+    accept those words, because pydantic parses them.
+    """
+
+
+_Yaml12BoolLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12BoolLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,7 @@ def _read_yaml(path: Path, display: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise EntityConfigError([ConfigProblem(display, "-", f"cannot read file: {exc}")]) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Yaml12BoolLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"

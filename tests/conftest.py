@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Airflow must never touch a developer's ~/airflow from the tests: one throwaway home per session.
+_AIRFLOW_HOME = Path(os.environ.get("PYTEST_AIRFLOW_HOME", f"/tmp/entity-etl-test-airflow-{os.getpid()}"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+for _leak in ("ETL_COMPUTE_BACKEND", "ETL_OBJECT_STORE_URL", "ETL_ENTITIES_DIR", "ETL_SQL_DIR", "ETL_INCLUDE_DIR"):
+    os.environ.pop(_leak, None)
+
+from servers import MariaDB, MotoServer, start_mariadb, start_moto  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    server = start_mariadb(tmp_path_factory.mktemp("mariadb"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mariadb_db(mariadb: MariaDB) -> Iterator[str]:
+    """A fresh, empty database on the session's MariaDB server."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    conn = mariadb.connect()
+    conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    conn.close()
+    yield name
+    conn = mariadb.connect()
+    conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """AWS SDK calls go to a freshly reset moto server (``AWS_ENDPOINT_URL``), with fake credentials."""
+    moto_server.reset()
+    moto_server.configure_batch_without_docker()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_server

@@ -1,0 +1,213 @@
+"""Entity config: the strict schema, one assertion per kind of bad config, and `etlctl validate`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from entity_files import MINIMAL, ROOT, make_include, write_entity
+
+from entity_etl.config.loader import EntityConfigError, load_entities, load_entity
+from entity_etl.config.model import EntityConfig
+
+
+def _problems(include: Path, name: str, text: str, env: dict[str, str] | None = None) -> list[str]:
+    path = write_entity(include, name, text)
+    with pytest.raises(EntityConfigError) as info:
+        load_entity(path, sql_dir=include / "sql", env=env or {})
+    return [str(p) for p in info.value.problems]
+
+
+@pytest.fixture
+def include(tmp_path: Path) -> Path:
+    return make_include(tmp_path)
+
+
+def test_minimal_entity_loads_with_defaults(include: Path) -> None:
+    path = write_entity(include, "xx")
+    config = load_entity(path, sql_dir=include / "sql", env={})
+    assert config.dag_id == "etl_xx"
+    assert config.enabled is True
+    assert config.cron == "0 0 * * *"
+    assert config.stages == ["cleanup", "extract", "load_staging", "dedupe", "load_target"]
+    assert config.compute.job_queue == "etl-fargate"
+
+
+def test_translate_stage_only_when_enabled(include: Path) -> None:
+    text = MINIMAL.format(name="xx") + "translate:\n  enabled: true\n  columns: [label]\n  source_language: de\n"
+    config = load_entity(write_entity(include, "xx", text), sql_dir=include / "sql", env={})
+    assert config.stages == ["cleanup", "extract", "load_staging", "translate", "dedupe", "load_target"]
+
+
+def test_invalid_yaml_names_file_and_line(include: Path) -> None:
+    (problem,) = _problems(include, "xx", "entity: xx\nschedule: [unclosed\n")
+    assert problem.startswith(str(include / "entities" / "xx.yaml") + ": line ")
+    assert "invalid YAML" in problem
+
+
+def test_unknown_key_gets_did_you_mean(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("catchup", "x") + "catchpu: true\n"
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith(": catchpu: unknown key 'catchpu'; did you mean 'catchup'?")
+
+
+def test_unknown_nested_key_gets_did_you_mean(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("  keep: newest", "  keep: newest\n  oder_by: x")
+    (problem,) = _problems(include, "xx", text)
+    assert ": dedupe.oder_by: unknown key 'oder_by'; did you mean 'order_by'?" in problem
+
+
+def test_missing_sql_file(include: Path) -> None:
+    path = write_entity(include, "xx", sql=None)
+    with pytest.raises(EntityConfigError) as info:
+        load_entity(path, sql_dir=include / "sql", env={})
+    (problem,) = info.value.problems
+    assert problem.field == "source.extract_sql"
+    assert "SQL file not found" in problem.message and "xx/extract.sql" in problem.message
+
+
+def test_sql_path_may_not_escape_include_sql(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("xx/extract.sql", "../../etc/passwd.sql")
+    (problem,) = _problems(include, "xx", text)
+    assert "source.extract_sql: must stay inside include/sql/" in problem
+
+
+def test_bad_cron_expression(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace('"@daily"', '"61 * * * *"')
+    (problem,) = _problems(include, "xx", text)
+    assert ": schedule: '61 * * * *' is not a valid 5-field cron expression" in problem
+
+
+def test_unknown_schedule_preset(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace('"@daily"', '"@fortnightly"')
+    (problem,) = _problems(include, "xx", text)
+    assert ": schedule: unknown preset '@fortnightly'" in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("table: t_xx", "table: t_xx; DROP TABLE users", "target.table"),
+        ("{name: label, type: text}", "{name: 'label`', type: text}", "columns.1.name"),
+        ("table: stg_xx", "table: 1stg", "staging.table"),
+        ("{name: id, type: string(20)}", "{name: id, type: string(20), target: 'i d'}", "columns.0.target"),
+    ],
+)
+def test_bad_identifier(include: Path, old: str, new: str, field: str) -> None:
+    (problem,) = _problems(include, "xx", MINIMAL.format(name="xx").replace(old, new))
+    assert f": {field}: " in problem and "not a safe SQL" in problem
+
+
+def test_unset_variable_fails(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("conn_id: tgt", "conn_id: ${TARGET_CONN}")
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith(": target.conn_id: environment variable ${TARGET_CONN} is not set")
+
+
+def test_variable_interpolation_and_escape(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("conn_id: tgt", "conn_id: ${TARGET_CONN}")
+    text = text.replace('entity: xx\n', 'entity: xx\ndescription: "costs $${PRICE}"\n')
+    path = write_entity(include, "xx", text)
+    config = load_entity(path, sql_dir=include / "sql", env={"TARGET_CONN": "rds_main"})
+    assert config.target.conn_id == "rds_main"
+    assert config.description == "costs ${PRICE}"
+
+
+def test_missing_required_field(include: Path) -> None:
+    text = "\n".join(line for line in MINIMAL.format(name="xx").splitlines() if not line.startswith("start_date"))
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith(": start_date: required field is missing")
+
+
+def test_entity_must_match_file_name(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("entity: xx", "entity: yy")
+    problems = _problems(include, "xx", text)
+    assert any(": entity: 'yy' must match the file name 'xx'" in p for p in problems)
+
+
+def test_newest_needs_order_by(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("  order_by: changed_at\n", "")
+    (problem,) = _problems(include, "xx", text)
+    assert ": dedupe: keep: newest needs order_by" in problem
+
+
+def test_dedupe_key_must_be_a_column(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("key: [id]", "key: [idd]")
+    (problem,) = _problems(include, "xx", text)
+    assert "dedupe.key: ['idd'] not among columns" in problem
+
+
+def test_translate_enabled_needs_columns(include: Path) -> None:
+    text = MINIMAL.format(name="xx") + "translate:\n  enabled: true\n"
+    (problem,) = _problems(include, "xx", text)
+    assert ": translate: enabled is true but no columns are listed" in problem
+
+
+def test_bad_column_type_and_fargate_vcpu_reported_together(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("type: text", "type: varchar2") + "compute:\n  vcpu: 3\n"
+    problems = _problems(include, "xx", text)
+    assert len(problems) == 2
+    assert any(": columns.1.type: unknown column type 'varchar2'" in p for p in problems)
+    assert any(": compute.vcpu: 3.0 is not a Fargate vCPU size" in p for p in problems)
+
+
+def test_one_bad_file_does_not_hide_the_others(include: Path) -> None:
+    write_entity(include, "good")
+    write_entity(include, "bad", "entity: bad\nschedule: '@daily'\n")
+    result = load_entities(include / "entities", include / "sql", env={})
+    assert list(result.entities) == ["good"]
+    assert result.problems and all(p.file.endswith("bad.yaml") for p in result.problems)
+
+
+def test_disabled_entity_is_loaded_but_not_enabled(include: Path) -> None:
+    write_entity(include, "off", MINIMAL.format(name="off") + "enabled: false\n")
+    result = load_entities(include / "entities", include / "sql", env={})
+    assert "off" in result.entities and "off" not in result.enabled
+
+
+def test_defaults_file_merges_under_entities(include: Path) -> None:
+    (include / "entities" / "_defaults.yaml").write_text("owner: team-x\ncompute:\n  memory_mib: 8192\n")
+    write_entity(include, "xx", MINIMAL.format(name="xx") + "compute:\n  vcpu: 2\n")
+    config = load_entities(include / "entities", include / "sql", env={}).entities["xx"]
+    assert (config.owner, config.compute.vcpu, config.compute.memory_mib) == ("team-x", 2, 8192)
+
+
+def test_etlctl_validate_prints_every_problem_and_fails(include: Path) -> None:
+    write_entity(include, "good")
+    write_entity(include, "bad", MINIMAL.format(name="bad").replace('"@daily"', '"99 * * * *"') + "retires: 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "entity_etl.cli", "validate", "--entities-dir", str(include / "entities"),
+         "--sql-dir", str(include / "sql")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if "bad.yaml" in line]
+    assert len(lines) == 2
+    assert any(line.endswith("bad.yaml: schedule: '99 * * * *' is not a valid 5-field cron expression") for line in lines)
+    assert any(line.endswith("bad.yaml: retires: unknown key 'retires'; did you mean 'retries'?") for line in lines)
+    assert "ok: good" in proc.stdout
+
+
+def test_etlctl_validate_passes_on_the_repo() -> None:
+    proc = subprocess.run([sys.executable, "-m", "entity_etl.cli", "validate"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert {"ok: de", "ok: jp", "ok: br"} <= {line.split(" (")[0] for line in proc.stdout.splitlines()}
+
+
+def test_exported_json_schema_is_current() -> None:
+    on_disk = json.loads((ROOT / "include" / "entities" / "entity.schema.json").read_text())
+    assert on_disk["properties"] == EntityConfig.model_json_schema()["properties"], "run `make schema`"
+    assert on_disk["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("name", ["no", "on", "yes"])
+def test_country_codes_that_yaml_1_1_reads_as_booleans(include: Path, name: str) -> None:
+    # Norway's "no" must stay a string; `enabled: no` must still mean false.
+    write_entity(include, name, MINIMAL.format(name=name) + "enabled: no\n")
+    config = load_entities(include / "entities", include / "sql", env={}).entities[name]
+    assert config.entity == name
+    assert config.enabled is False
