@@ -142,14 +142,19 @@ class _PartWriter:
         self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0)
         self._rows = 0
 
-    def write(self, rows: list[bytes], n: int) -> None:
-        if self._gz is None:
-            self._open()
-        assert self._gz is not None
-        self._gz.write(b"".join(rows))
-        self._rows += n
-        if self._rows >= self.ctx.config.source.chunk_rows:
-            self.close_part()
+    def write(self, lines: list[bytes]) -> None:
+        """Append encoded records, starting a new part whenever one reaches ``chunk_rows``."""
+        limit = self.ctx.config.source.chunk_rows
+        while lines:
+            if self._gz is None:
+                self._open()
+            assert self._gz is not None
+            room = limit - self._rows
+            head, lines = lines[:room], lines[room:]
+            self._gz.write(b"".join(head))
+            self._rows += len(head)
+            if self._rows >= limit:
+                self.close_part()
 
     def close_part(self) -> None:
         if self._gz is None:
@@ -197,7 +202,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
                     lines = [encode(row) for row in batch]
                 else:
                     lines = [encode([row[i] for i in order]) for row in batch]
-                writer.write(lines, len(lines))
+                writer.write(lines)
                 total += len(lines)
             writer.close_part()
     manifest = {

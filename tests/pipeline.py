@@ -1,0 +1,30 @@
+"""Run an entity's stages in-process, the way ``etlctl run-stage`` does, for tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from entity_etl.runtime.context import build_context
+from entity_etl.runtime.stages import RunContext, run_stage
+from entity_etl.runtime.stats import StageStats
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+END = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+
+
+def context(include: Path, entity: str, store: Path, run_id: str = "scheduled__2026-01-01T00:00:00+00:00",
+            start: dt.datetime = START, end: dt.datetime = END) -> RunContext:
+    return build_context(
+        entity=entity,
+        run_id=run_id,
+        interval_start=start,
+        interval_end=end,
+        object_store_url=str(store),
+        entities_dir=include / "entities",
+        sql_dir=include / "sql",
+    )
+
+
+def run_all(ctx: RunContext, stages: list[str] | None = None) -> dict[str, StageStats]:
+    return {stage: run_stage(ctx, stage) for stage in (stages or ctx.config.stages)}
