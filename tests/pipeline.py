@@ -13,8 +13,14 @@ START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 END = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
 
 
-def context(include: Path, entity: str, store: Path, run_id: str = "scheduled__2026-01-01T00:00:00+00:00",
-            start: dt.datetime = START, end: dt.datetime = END) -> RunContext:
+def context(
+    include: Path,
+    entity: str,
+    store: Path,
+    run_id: str = "scheduled__2026-01-01T00:00:00+00:00",
+    start: dt.datetime = START,
+    end: dt.datetime = END,
+) -> RunContext:
     return build_context(
         entity=entity,
         run_id=run_id,

@@ -63,8 +63,14 @@ class MariaDB:
         import json
 
         return json.dumps(
-            {"conn_type": "mysql", "host": "127.0.0.1", "port": self.port, "login": "root", "schema": db,
-             "extra": {"unix_socket": self.socket}}
+            {
+                "conn_type": "mysql",
+                "host": "127.0.0.1",
+                "port": self.port,
+                "login": "root",
+                "schema": db,
+                "extra": {"unix_socket": self.socket},
+            }
         )
 
     def stop(self) -> None:
@@ -108,8 +114,14 @@ def start_mariadb(base: Path) -> MariaDB:
     require(bool(mariadbd and installer), "MariaDB server is not installed (make test installs it)")
     datadir = base / "data"
     subprocess.run(
-        [installer or "", "--no-defaults", "--user=root", f"--datadir={datadir}",
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
+        [
+            installer or "",
+            "--no-defaults",
+            "--user=root",
+            f"--datadir={datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
         check=True,
         capture_output=True,
     )
@@ -153,6 +165,8 @@ def start_moto(base: Path, extra_env: dict[str, str] | None = None) -> MotoServe
         [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env
     )
     server = MotoServer(endpoint=f"http://127.0.0.1:{port}", process=process)
-    _wait(lambda: urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=2).status == 200, 60, "moto_server", log)  # noqa: S310
+    _wait(
+        lambda: urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=2).status == 200, 60, "moto_server", log
+    )  # noqa: S310
     server.configure_batch_without_docker()
     return server

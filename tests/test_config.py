@@ -109,7 +109,7 @@ def test_unset_variable_fails(include: Path) -> None:
 
 def test_variable_interpolation_and_escape(include: Path) -> None:
     text = MINIMAL.format(name="xx").replace("conn_id: tgt", "conn_id: ${TARGET_CONN}")
-    text = text.replace('entity: xx\n', 'entity: xx\ndescription: "costs $${PRICE}"\n')
+    text = text.replace("entity: xx\n", 'entity: xx\ndescription: "costs $${PRICE}"\n')
     path = write_entity(include, "xx", text)
     config = load_entity(path, sql_dir=include / "sql", env={"TARGET_CONN": "rds_main"})
     assert config.target.conn_id == "rds_main"
@@ -179,15 +179,25 @@ def test_etlctl_validate_prints_every_problem_and_fails(include: Path) -> None:
     write_entity(include, "good")
     write_entity(include, "bad", MINIMAL.format(name="bad").replace('"@daily"', '"99 * * * *"') + "retires: 3\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "entity_etl.cli", "validate", "--entities-dir", str(include / "entities"),
-         "--sql-dir", str(include / "sql")],
+        [
+            sys.executable,
+            "-m",
+            "entity_etl.cli",
+            "validate",
+            "--entities-dir",
+            str(include / "entities"),
+            "--sql-dir",
+            str(include / "sql"),
+        ],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if "bad.yaml" in line]
     assert len(lines) == 2
-    assert any(line.endswith("bad.yaml: schedule: '99 * * * *' is not a valid 5-field cron expression") for line in lines)
+    assert any(
+        line.endswith("bad.yaml: schedule: '99 * * * *' is not a valid 5-field cron expression") for line in lines
+    )
     assert any(line.endswith("bad.yaml: retires: unknown key 'retires'; did you mean 'retries'?") for line in lines)
     assert "ok: good" in proc.stdout
 

@@ -37,7 +37,9 @@ def test_records_split_across_read_blocks(block_size: int) -> None:
 @given(st.lists(st.lists(st.one_of(st.none(), st.text()), min_size=3, max_size=3), min_size=1, max_size=20))
 def test_any_unicode_round_trips(rows: list[list[str | None]]) -> None:
     # st.text() includes lone surrogates, which are not UTF-8 encodable and cannot come from a DB.
-    rows = [[v if v is None else v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for v in r] for r in rows]
+    rows = [
+        [v if v is None else v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for v in r] for r in rows
+    ]
     assert _roundtrip(rows, block_size=5) == rows
 
 
