@@ -19,7 +19,6 @@ os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 for _leak in ("ETL_COMPUTE_BACKEND", "ETL_OBJECT_STORE_URL", "ETL_ENTITIES_DIR", "ETL_SQL_DIR", "ETL_INCLUDE_DIR"):
     os.environ.pop(_leak, None)
 

@@ -1,0 +1,225 @@
+"""DAG integrity, in the spirit of the Astro project template's tests, plus the factory's own rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from entity_files import ROOT, make_include, write_entity
+
+from entity_etl.config.loader import load_entities
+
+DAGS = ROOT / "dags"
+
+
+def dagbag(monkeypatch: pytest.MonkeyPatch | None = None, include: Path | None = None):  # type: ignore[no-untyped-def]
+    from airflow.dag_processing.dagbag import DagBag
+
+    if monkeypatch is not None and include is not None:
+        monkeypatch.setenv("ETL_INCLUDE_DIR", str(include))
+    return DagBag(dag_folder=str(DAGS), safe_mode=True)
+
+
+@pytest.fixture(scope="module")
+def bag():  # type: ignore[no-untyped-def]
+    return dagbag()
+
+
+def chain(dag) -> list[str]:  # type: ignore[no-untyped-def]
+    roots = [t for t in dag.tasks if not t.upstream_task_ids]
+    assert len(roots) == 1, "stages must form one chain"
+    order, task = [], roots[0]
+    while True:
+        order.append(task.task_id)
+        downstream = list(task.downstream_list)
+        assert len(downstream) <= 1, f"{task.task_id} fans out"
+        if not downstream:
+            return order
+        task = downstream[0]
+
+
+def test_no_import_errors(bag) -> None:  # type: ignore[no-untyped-def]
+    assert bag.import_errors == {}
+
+
+def test_one_dag_per_enabled_entity(bag) -> None:  # type: ignore[no-untyped-def]
+    enabled = load_entities().enabled
+    assert set(bag.dag_ids) == {f"etl_{e}" for e in enabled}
+    assert len(enabled) >= 3
+
+
+def test_dag_rules(bag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk import CronDataIntervalTimetable
+
+    configs = load_entities().enabled
+    for dag_id in bag.dag_ids:
+        dag = bag.dags[dag_id]
+        config = configs[dag_id.removeprefix("etl_")]
+        assert dag.max_active_runs == 1
+        assert dag.catchup == config.catchup
+        assert chain(dag) == config.stages
+        assert ("translate" in dag.task_ids) == config.translate.enabled
+        assert isinstance(dag.timetable, CronDataIntervalTimetable), "a run must own its data interval"
+        assert dag.timetable.expression == config.cron
+        assert f"entity:{config.entity}" in dag.tags
+        for task in dag.tasks:
+            assert task.owner == config.owner
+            assert task.retries == config.retries
+        assert f"Entity `{config.entity}`" in (dag.doc_md or "")
+        assert "columns:" not in (dag.doc_md or ""), "doc_md summarises, it does not dump the YAML"
+
+
+def test_stage_order_and_translate_only_where_enabled(bag) -> None:  # type: ignore[no-untyped-def]
+    assert chain(bag.dags["etl_de"]) == ["cleanup", "extract", "load_staging", "translate", "dedupe", "load_target"]
+    assert chain(bag.dags["etl_jp"]) == ["cleanup", "extract", "load_staging", "dedupe", "load_target"]
+
+
+def test_schedules_differ_per_entity(bag) -> None:  # type: ignore[no-untyped-def]
+    crons = {d: bag.dags[d].timetable.expression for d in ("etl_de", "etl_jp", "etl_br")}
+    assert crons == {"etl_de": "0 0 * * *", "etl_jp": "0 0 * * 0", "etl_br": "0 0 1 * *"}
+
+
+def test_parsing_reads_only_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network and no database while the DAG files are parsed."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network or DB access at parse time: {args!r}")
+
+    bag_cls = __import__("airflow.dag_processing.dagbag", fromlist=["DagBag"]).DagBag
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    bag = bag_cls(dag_folder=str(DAGS), safe_mode=True)
+    assert bag.import_errors == {}
+    assert len(bag.dag_ids) >= 3
+
+
+def test_parsing_context_builds_only_the_dag_being_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    include = make_include(tmp_path, copy_repo=True)
+    write_entity(include, "broken", "entity: broken\nschedule: '@daily'\n")  # invalid: must not matter
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "etl_jp")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "extract")
+    bag = dagbag(monkeypatch, include)
+    assert bag.dag_ids == ["etl_jp"]
+    assert bag.import_errors == {}
+
+
+def test_same_dag_shape_for_both_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes = []
+    for backend in ("local", "batch"):
+        monkeypatch.setenv("ETL_COMPUTE_BACKEND", backend)
+        bag = dagbag()
+        shapes.append({d: [(t.task_id, type(t).__name__) for t in bag.dags[d].tasks] for d in bag.dag_ids})
+    assert shapes[0] == shapes[1]
+
+
+def test_invalid_entity_file_does_not_take_down_the_others(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    include = make_include(tmp_path, copy_repo=True)
+    write_entity(
+        include,
+        "zz",
+        (include / "entities" / "jp.yaml").read_text().replace("jp", "zz").replace("0 0 * * 0", "0 0 * * 8"),
+    )
+    bag = dagbag(monkeypatch, include)
+    assert {"etl_de", "etl_jp", "etl_br"} <= set(bag.dag_ids)
+    assert "etl_zz" not in bag.dag_ids
+    ((path, error),) = bag.import_errors.items()
+    assert path.endswith("etl_config_errors.py")
+    assert "zz.yaml: schedule: '0 0 * * 8' is not a valid 5-field cron expression" in error
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[Path]:
+    """A migrated Airflow metadata DB (SQLite) in the test session's AIRFLOW_HOME."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    yield home
+
+
+def test_config_error_is_shown_as_an_import_error_in_the_ui(
+    airflow_db: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The UI lists import errors from the metadata DB: the entity's file and field must be there."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.errors import ParseImportError
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    include = make_include(tmp_path, copy_repo=True)
+    (include / "entities" / "br.yaml").write_text(
+        (include / "entities" / "br.yaml").read_text().replace("razao_social", "razao social", 1)
+    )
+    bag = dagbag(monkeypatch, include)
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(bag, "dags-folder", None)
+    with create_session() as session:
+        errors = session.scalars(select(ParseImportError)).all()
+        stacks = {e.filename: e.stacktrace for e in errors}
+    ((filename, stack),) = ((f, s) for f, s in stacks.items() if f.endswith("etl_config_errors.py"))
+    assert "br.yaml: columns.1.name: 'razao social' is not a safe SQL identifier" in stack
+    assert {"etl_de", "etl_jp"} <= set(bag.dag_ids) and "etl_br" not in bag.dag_ids
+
+
+def test_new_entity_is_yaml_and_sql_only_and_runs(airflow_db: Path, tmp_path: Path) -> None:
+    """Add a country with one YAML file and one SQL file; it appears and runs through Airflow."""
+    include = make_include(tmp_path, copy_repo=True)
+    (include / "entities" / "nz.yaml").write_text(
+        "entity: nz\nschedule: '@weekly'\nstart_date: 2026-01-01\n"
+        "source: {conn_id: nz_source, extract_sql: nz/extract.sql}\n"
+        "staging: {table: stg_company_nz}\ntarget: {table: company_nz}\n"
+        "columns:\n  - {name: nzbn, type: string(13)}\n  - {name: entity_name, type: string(200)}\n"
+        "  - {name: modified, type: datetime}\n"
+        "dedupe: {key: [nzbn], keep: newest, order_by: modified}\n"
+    )
+    (include / "sql" / "nz").mkdir()
+    (include / "sql" / "nz" / "extract.sql").write_text(
+        "SELECT nzbn, entity_name, modified FROM companies "
+        "WHERE modified >= :data_interval_start AND modified < :data_interval_end"
+    )
+    src, tgt = tmp_path / "nz.db", tmp_path / "target.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE companies (nzbn TEXT, entity_name TEXT, modified TEXT)")
+        conn.executemany(
+            "INSERT INTO companies VALUES (?, ?, ?)",
+            [
+                ("9429000000001", "Kiwi Ltd", "2026-03-02 10:00:00"),
+                ("9429000000001", "Kiwi Limited", "2026-03-03 10:00:00"),
+                ("9429000000002", "Māori Arts Trust", "2026-03-04 10:00:00"),
+                ("9429000000003", "Too Late", "2026-03-08 00:00:00"),
+            ],
+        )
+    env = {
+        **os.environ,
+        "ETL_INCLUDE_DIR": str(include),
+        "ETL_OBJECT_STORE_URL": str(tmp_path / "objects"),
+        "ETL_COMPUTE_BACKEND": "local",
+        "AIRFLOW_CONN_NZ_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(src)}),
+        "AIRFLOW_CONN_ETL_TARGET": json.dumps({"conn_type": "sqlite", "host": str(tgt)}),
+    }
+    listed = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "list", "--local", "-o", "plain"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "etl_nz" in listed.stdout
+    # @weekly: the manual run at 2026-03-08 owns [2026-03-01, 2026-03-08).
+    run = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "etl_nz", "2026-03-08T00:00:00+00:00"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    with sqlite3.connect(tgt) as conn:
+        rows = conn.execute("SELECT nzbn, entity_name FROM company_nz ORDER BY nzbn").fetchall()
+    assert rows == [("9429000000001", "Kiwi Limited"), ("9429000000002", "Māori Arts Trust")]
