@@ -28,5 +28,5 @@ ODD_TEXT: list[str | None] = [
     "العربية",
     "😀🚀 emoji 👍🏽",
     "Zalgo z̷̢a̶l̵g̴o",
-    "mixed \"quote\", comma\nand newline\\",
+    'mixed "quote", comma\nand newline\\',
 ]

@@ -136,7 +136,7 @@ class MotoServer:
     process: subprocess.Popen[bytes]
 
     def reset(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10)  # noqa: S310
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10)
 
     def configure_batch_without_docker(self) -> None:
         req = urllib.request.Request(
@@ -145,7 +145,7 @@ class MotoServer:
             method="POST",
             headers={"Content-Type": "application/json"},
         )
-        urllib.request.urlopen(req, timeout=10)  # noqa: S310
+        urllib.request.urlopen(req, timeout=10)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -167,6 +167,6 @@ def start_moto(base: Path, extra_env: dict[str, str] | None = None) -> MotoServe
     server = MotoServer(endpoint=f"http://127.0.0.1:{port}", process=process)
     _wait(
         lambda: urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=2).status == 200, 60, "moto_server", log
-    )  # noqa: S310
+    )
     server.configure_batch_without_docker()
     return server

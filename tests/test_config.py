@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from entity_files import MINIMAL, ROOT, make_include, write_entity
 
 from entity_etl.config.loader import EntityConfigError, load_entities, load_entity
 from entity_etl.config.model import EntityConfig
+from entity_files import MINIMAL, ROOT, make_include, write_entity
 
 
 def _problems(include: Path, name: str, text: str, env: dict[str, str] | None = None) -> list[str]:

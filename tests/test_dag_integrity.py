@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from entity_files import ROOT, make_include, write_entity
 
 from entity_etl.config.loader import load_entities
+from entity_files import ROOT, make_include, write_entity
 
 DAGS = ROOT / "dags"
 
@@ -163,7 +163,7 @@ def test_config_error_is_shown_as_an_import_error_in_the_ui(
     with create_session() as session:
         errors = session.scalars(select(ParseImportError)).all()
         stacks = {e.filename: e.stacktrace for e in errors}
-    ((filename, stack),) = ((f, s) for f, s in stacks.items() if f.endswith("etl_config_errors.py"))
+    ((_filename, stack),) = ((f, s) for f, s in stacks.items() if f.endswith("etl_config_errors.py"))
     assert "br.yaml: columns.1.name: 'razao social' is not a safe SQL identifier" in stack
     assert {"etl_de", "etl_jp"} <= set(bag.dag_ids) and "etl_br" not in bag.dag_ids
 

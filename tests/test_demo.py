@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from entity_files import ROOT
 
 pytestmark = pytest.mark.slow

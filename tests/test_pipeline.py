@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from entity_etl.runtime.stages import StageError, run_stage
 from entity_files import make_include, write_entity
 from pipeline import END, START, context, run_all
 from servers import MariaDB, free_port
-
-from entity_etl.runtime.stages import StageError, run_stage
 
 ENTITY = """\
 entity: acme

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from entity_files import make_include, write_entity
 from odd_values import ODD_TEXT
 from pipeline import context, run_all

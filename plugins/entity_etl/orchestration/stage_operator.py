@@ -108,9 +108,7 @@ class EntityStageOperator(BatchOperator):
     def submit_job(self, context: Any) -> None:
         """Attach to a still-active job of the same (entity, stage, run) instead of submitting twice."""
         client: Any = self.hook.client
-        response = client.list_jobs(
-            jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}]
-        )
+        response = client.list_jobs(jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}])
         active = [j for j in response.get("jobSummaryList", []) if j.get("status") in ACTIVE_STATES]
         if active:
             newest = max(active, key=lambda j: j.get("createdAt", 0))
