@@ -71,7 +71,7 @@ class EntityStageOperator(BatchOperator):
         self.log.info("entity %s stage %s run %s on the %s backend", self.entity, self.stage, run_id, self.backend)
         if self.backend == "local":
             # No Batch job, so no Batch console/log links to publish after the task.
-            self.operator_extra_links = ()
+            self.operator_extra_links = ()  # type: ignore[assignment]
             return self._execute_local(run_id, start, end)
         self.job_name = batch_job_name(self.entity, self.stage, run_id)
         self.container_overrides = container_overrides(
