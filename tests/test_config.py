@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,37 @@ def test_country_codes_that_yaml_1_1_reads_as_booleans(include: Path, name: str)
     config = load_entities(include / "entities", include / "sql", env={}).entities[name]
     assert config.entity == name
     assert config.enabled is False
+
+
+def test_run_stage_on_an_invalid_entity_names_file_and_field(include: Path, tmp_path: Path) -> None:
+    write_entity(include, "xx", MINIMAL.format(name="xx").replace("table: t_xx", "table: t-xx"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "entity_etl.cli",
+            "run-stage",
+            "--entity",
+            "xx",
+            "--stage",
+            "extract",
+            "--run-id",
+            "r1",
+            "--interval-start",
+            "2026-01-01T00:00:00Z",
+            "--interval-end",
+            "2026-01-02T00:00:00Z",
+            "--object-store",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETL_INCLUDE_DIR": str(include)},
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("etlctl: error: ") and line.endswith(
+        "xx.yaml: target.table: 't-xx' is not a safe SQL table name: use letters, digits and '_' "
+        "(optionally 'schema.table'), start with a letter or '_', at most 64 characters per part"
+    )
+    assert not (tmp_path / "store").exists()
