@@ -7,7 +7,7 @@ APT_PACKAGES := mariadb-server mariadb-client libmariadb-dev pkg-config
 ROWS ?= 1000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps uv venv demo test lint typecheck schema bench bench-dagbag bench-throughput clean
+.PHONY: help deps system-deps uv venv demo test test-py312 lint typecheck schema bench bench-dagbag bench-throughput clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
@@ -39,6 +39,13 @@ test: venv
 	@$(RUN) ruff format --check .
 	@$(RUN) mypy
 	@$(RUN) pytest
+
+# MWAA runs Python 3.12: the same lock, a second venv, every test but the slow demo.
+PY312 ?= $(shell command -v python3.12 2>/dev/null)
+test-py312: system-deps uv
+	@if [ -z "$(PY312)" ]; then echo "python3.12 not found (set PY312=/path/to/python3.12)"; exit 1; fi
+	@UV_PROJECT_ENVIRONMENT=.venv-py312 $(UV) sync --frozen --all-extras --quiet --python $(PY312)
+	@UV_PROJECT_ENVIRONMENT=.venv-py312 $(UV) run --frozen --all-extras --python $(PY312) pytest -m "not slow" -q
 
 lint:
 	@$(RUN) ruff check . && $(RUN) ruff format --check .
