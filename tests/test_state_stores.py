@@ -1,0 +1,164 @@
+"""Contract tests for the run store and the entity lease: one suite, run against DynamoDB on a real
+moto server and against the embedded SQLite implementation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from entity_etl.runtime.lease import DynamoLeaseStore, LeaseHeldError, LeaseLostError, LeaseStore, SqliteLeaseStore
+from entity_etl.runtime.run_store import DynamoRunStore, RunStore, SqliteRunStore, StageRecord, StaleUpdateError
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    if request.param == "sqlite":
+        yield SqliteRunStore(tmp_path / "state.db")
+        return
+    request.getfixturevalue("aws")
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoRunStore.table_definition("runs"))
+    yield DynamoRunStore("runs", client)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
+    if request.param == "sqlite":
+        yield SqliteLeaseStore(tmp_path / "state.db")
+        return
+    request.getfixturevalue("aws")
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    yield DynamoLeaseStore("leases", client)
+
+
+def rec(stage: str, status: str, attempt: int = 1, run: str = "r1", entity: str = "de", **kw: object) -> StageRecord:
+    return StageRecord(entity=entity, run_id=run, stage=stage, status=status, attempt=attempt, **kw)  # type: ignore[arg-type]
+
+
+def test_records_after_a_successful_run(run_store: RunStore) -> None:
+    run_store.put(rec("_run", "running", started_at="2026-11-01T00:00:00+00:00"))
+    for i, stage in enumerate(["cleanup", "extract", "load_staging", "dedupe", "load_target"]):
+        start = f"2026-11-01T00:0{i}:00+00:00"
+        run_store.put(rec(stage, "running", started_at=start))
+        run_store.put(
+            rec(
+                stage,
+                "succeeded",
+                started_at=start,
+                ended_at=f"2026-11-01T00:0{i}:30+00:00",
+                stats={"rows_out": 100 * i},
+                batch_job_id=f"job-{i}",
+            )
+        )
+    run_store.put(
+        rec("_run", "succeeded", started_at="2026-11-01T00:00:00+00:00", ended_at="2026-11-01T00:05:00+00:00")
+    )
+    records = run_store.run_records("de", "r1")
+    assert [r.stage for r in records] == ["_run", "cleanup", "extract", "load_staging", "dedupe", "load_target"]
+    assert all(r.status == "succeeded" for r in records)
+    extract = run_store.get("de", "r1", "extract")
+    assert extract is not None
+    assert (extract.stats, extract.batch_job_id, extract.ended_at) == (
+        {"rows_out": 100},
+        "job-1",
+        "2026-11-01T00:01:30+00:00",
+    )
+
+
+def test_records_after_a_failed_run_and_its_retry(run_store: RunStore) -> None:
+    run_store.put(rec("extract", "running"))
+    run_store.put(rec("extract", "failed", error="de: extract: source query failed: timeout"))
+    failed = run_store.get("de", "r1", "extract")
+    assert failed is not None and failed.status == "failed" and "timeout" in failed.error
+    run_store.put(rec("extract", "running", attempt=2))
+    run_store.put(rec("extract", "succeeded", attempt=2))
+    final = run_store.get("de", "r1", "extract")
+    assert final is not None and (final.status, final.attempt, final.error) == ("succeeded", 2, "")
+
+
+def test_replayed_running_after_succeeded_is_rejected(run_store: RunStore) -> None:
+    run_store.put(rec("dedupe", "running"))
+    run_store.put(rec("dedupe", "succeeded", stats={"duplicates_removed": 5}))
+    with pytest.raises(
+        StaleUpdateError,
+        match=r"de: run 'r1' stage dedupe: rejected running \(attempt 1\); the store already holds succeeded \(attempt 1\)",
+    ):
+        run_store.put(rec("dedupe", "running"))
+    with pytest.raises(StaleUpdateError):
+        run_store.put(rec("dedupe", "failed"))  # a late failure of the same attempt
+    kept = run_store.get("de", "r1", "dedupe")
+    assert kept is not None and kept.status == "succeeded" and kept.stats == {"duplicates_removed": 5}
+
+
+def test_late_update_of_an_older_attempt_is_rejected(run_store: RunStore) -> None:
+    run_store.put(rec("extract", "running", attempt=2))
+    with pytest.raises(StaleUpdateError):
+        run_store.put(rec("extract", "failed", attempt=1))
+    current = run_store.get("de", "r1", "extract")
+    assert current is not None and (current.status, current.attempt) == ("running", 2)
+
+
+def test_query_by_entity_since_and_by_day(run_store: RunStore) -> None:
+    run_store.put(rec("extract", "succeeded", run="a", started_at="2026-10-31T23:59:00+00:00"))
+    run_store.put(rec("extract", "succeeded", run="b", started_at="2026-11-01T08:00:00+00:00"))
+    run_store.put(rec("extract", "succeeded", run="c", entity="jp", started_at="2026-11-01T09:00:00+00:00"))
+    run_store.put(rec("extract", "succeeded", run="d", started_at="2026-11-02T00:00:00+00:00"))
+    assert [r.run_id for r in run_store.by_entity("de")] == ["a", "b", "d"]
+    assert [r.run_id for r in run_store.by_entity("de", since="2026-11-01")] == ["b", "d"]
+    assert [(r.entity, r.run_id) for r in run_store.by_day("2026-11-01")] == [("de", "b"), ("jp", "c")]
+    assert run_store.by_day("2026-11-03") == []
+
+
+def test_lease_contention_exactly_one_wins(lease_store: LeaseStore) -> None:
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def contend(owner: str) -> None:
+        barrier.wait()
+        try:
+            results[owner] = lease_store.acquire("de", owner, ttl_s=60)
+        except LeaseHeldError as exc:
+            results[owner] = exc
+
+    threads = [threading.Thread(target=contend, args=(o,)) for o in ("etl_de/run-A", "etl_de/run-B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o, r in results.items() if not isinstance(r, LeaseHeldError)]
+    losers = [r for r in results.values() if isinstance(r, LeaseHeldError)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert losers[0].holder.owner == winners[0]
+    assert f"de: the entity lease is held by {winners[0]} (expires in" in str(losers[0])
+
+
+def test_expired_lease_is_taken_over(lease_store: LeaseStore) -> None:
+    lease_store.acquire("de", "dead-worker", ttl_s=0.5)
+    with pytest.raises(LeaseHeldError):
+        lease_store.acquire("de", "new-run", ttl_s=60)
+    time.sleep(0.7)
+    lease = lease_store.acquire("de", "new-run", ttl_s=60)
+    assert lease.owner == "new-run"
+    holder = lease_store.holder("de")
+    assert holder is not None and holder.owner == "new-run"
+    with pytest.raises(LeaseLostError):
+        lease_store.renew("de", "dead-worker", ttl_s=60)
+    assert lease_store.release("de", "dead-worker") is False  # the old holder cannot free the new lease
+    assert lease_store.holder("de") is not None
+
+
+def test_renew_release_and_reacquire(lease_store: LeaseStore) -> None:
+    first = lease_store.acquire("de", "me", ttl_s=10)
+    renewed = lease_store.renew("de", "me", ttl_s=100)
+    assert renewed.expires_at > first.expires_at + 50
+    assert lease_store.acquire("de", "me", ttl_s=10).owner == "me"  # re-entrant for the same owner
+    assert lease_store.acquire("jp", "other", ttl_s=10).owner == "other"  # other entities are independent
+    assert lease_store.release("de", "me") is True
+    assert lease_store.holder("de") is None
+    assert lease_store.acquire("de", "other", ttl_s=10).owner == "other"
