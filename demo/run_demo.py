@@ -31,6 +31,7 @@ def demo_environment(demo_dir: Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "ETL_INCLUDE_DIR": str(ROOT / "include"),
         "ETL_OBJECT_STORE_URL": str(demo_dir / "objects"),
+        "ETL_STATE_DB": str(demo_dir / "state.db"),
         "ETL_COMPUTE_BACKEND": "local",
         "ETL_TRANSLATOR": "glossary",
         "AIRFLOW_CONN_ETL_TARGET": json.dumps({"conn_type": "sqlite", "host": str(demo_dir / "target.db")}),

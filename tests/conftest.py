@@ -19,8 +19,10 @@ os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
-for _leak in ("ETL_COMPUTE_BACKEND", "ETL_OBJECT_STORE_URL", "ETL_ENTITIES_DIR", "ETL_SQL_DIR", "ETL_INCLUDE_DIR"):
+for _leak in [k for k in os.environ if k.startswith("ETL_")]:
     os.environ.pop(_leak, None)
+# The embedded state store (run records, leases) of the whole session, never ~/.local/share.
+os.environ["ETL_STATE_DB"] = str(_AIRFLOW_HOME / "etl-state.db")
 
 from servers import MariaDB, MotoServer, start_mariadb, start_moto  # noqa: E402
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from entity_etl.runtime.context import build_context
 from entity_etl.runtime.stages import RunContext, run_stage
@@ -20,6 +21,7 @@ def context(
     run_id: str = "scheduled__2026-01-01T00:00:00+00:00",
     start: dt.datetime = START,
     end: dt.datetime = END,
+    **kwargs: Any,
 ) -> RunContext:
     return build_context(
         entity=entity,
@@ -29,6 +31,7 @@ def context(
         object_store_url=str(store),
         entities_dir=include / "entities",
         sql_dir=include / "sql",
+        **kwargs,
     )
 
 

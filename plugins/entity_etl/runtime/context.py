@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from entity_etl.config.loader import default_paths, find_entity
 from entity_etl.runtime import settings
 from entity_etl.runtime.connections import ConnectionResolver, resolve_connection
+from entity_etl.runtime.lease import open_lease_store
+from entity_etl.runtime.metrics import open_metrics
 from entity_etl.runtime.object_store import open_object_store
+from entity_etl.runtime.run_store import open_run_store
 from entity_etl.runtime.stages import RunContext
 from entity_etl.runtime.translators import open_translator
 
@@ -34,6 +38,8 @@ def build_context(
     object_store_url: str | None = None,
     entities_dir: Path | None = None,
     sql_dir: Path | None = None,
+    lease_owner: str | None = None,
+    attempt: int | None = None,
 ) -> RunContext:
     default_entities, default_sql = default_paths()
     config = find_entity(entity, entities_dir or default_entities, sql_dir or default_sql)
@@ -50,4 +56,20 @@ def build_context(
         sql_dir=sql_dir or default_sql,
         translator_factory=open_translator,
         scratch_dir=settings.scratch_dir(),
+        run_store=open_run_store(),
+        lease_store=open_lease_store(),
+        lease_owner=lease_owner if lease_owner is not None else (os.environ.get("ETL_LEASE_OWNER") or None),
+        metrics=open_metrics(),
+        attempt=attempt if attempt is not None else _int_env("ETL_ATTEMPT"),
+        batch_job_id=os.environ.get("AWS_BATCH_JOB_ID", ""),
     )
+
+
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not an integer") from None

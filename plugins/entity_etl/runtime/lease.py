@@ -217,3 +217,66 @@ def open_lease_store() -> LeaseStore:
     if kind == "sqlite":
         return SqliteLeaseStore(default_state_path())
     raise ValueError(f"ETL_STATE_STORE={kind!r}: use 'dynamodb' or 'sqlite'")
+
+
+def default_ttl_s() -> float:
+    return float(os.environ.get("ETL_LEASE_TTL_S", "900"))
+
+
+class LeaseKeeper:
+    """Holds an entity lease for the duration of a ``with`` block, renewing it on a thread.
+
+    With ``owner_holds_already`` (an Airflow run whose setup task took the lease) it only verifies and
+    renews; otherwise (a stage run by hand) it takes the lease first and releases it at the end.
+    """
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        entity: str,
+        owner: str,
+        *,
+        ttl_s: float | None = None,
+        owner_holds_already: bool = False,
+    ) -> None:
+        import threading
+
+        self.store = store
+        self.entity = entity
+        self.owner = owner
+        self.ttl_s = ttl_s or default_ttl_s()
+        self.owner_holds_already = owner_holds_already
+        self.lost: LeaseLostError | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, name=f"lease-{entity}", daemon=True)
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                self.store.renew(self.entity, self.owner, self.ttl_s)
+            except LeaseLostError as exc:
+                self.lost = exc
+                return
+            except Exception:  # noqa: S112 - a transient store error: try again next period
+                continue
+
+    def __enter__(self) -> LeaseKeeper:
+        if self.owner_holds_already:
+            try:
+                self.store.renew(self.entity, self.owner, self.ttl_s)
+            except LeaseLostError:
+                holder = self.store.holder(self.entity)
+                where = f"; it is now held by {holder.describe()}" if holder else ""
+                raise LeaseLostError(
+                    f"{self.entity}: this run ({self.owner}) does not hold the entity lease{where}"
+                ) from None
+        else:
+            self.store.acquire(self.entity, self.owner, self.ttl_s)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if not self.owner_holds_already:
+            self.store.release(self.entity, self.owner)

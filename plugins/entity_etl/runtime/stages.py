@@ -12,12 +12,15 @@ Every stage is idempotent for a given run: running it again gives the same resul
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
 import json
+import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -30,7 +33,10 @@ from entity_etl.config.model import EntityConfig
 from entity_etl.runtime import csv_codec
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
 from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
+from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
+from entity_etl.runtime.metrics import MetricsSink, stage_metrics
 from entity_etl.runtime.object_store import ObjectStore
+from entity_etl.runtime.run_store import RunStore, StageRecord, StaleUpdateError, now_iso
 from entity_etl.runtime.stats import StageStats
 from entity_etl.runtime.translators import TranslationError, Translator
 
@@ -57,6 +63,17 @@ class RunContext:
     translate_page: int = 1_000
     scratch_dir: Path | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Durable stage records (DynamoDB / SQLite); None: not recorded.
+    run_store: RunStore | None = None
+    #: The entity lease; None: not checked.
+    lease_store: LeaseStore | None = None
+    #: The lease owner when an Airflow run holds the lease (``ETL_LEASE_OWNER``); None: a stage run by
+    #: hand, which takes the lease itself for its duration.
+    lease_owner: str | None = None
+    metrics: MetricsSink | None = None
+    #: Airflow's try number (``ETL_ATTEMPT``); None: one more than the stored attempt.
+    attempt: int | None = None
+    batch_job_id: str = ""
 
     @property
     def entity(self) -> str:
@@ -527,23 +544,95 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
 }
 
 
+def _lease(ctx: RunContext) -> contextlib.AbstractContextManager[object]:
+    if ctx.lease_store is None:
+        return contextlib.nullcontext()
+    if ctx.lease_owner:
+        return LeaseKeeper(ctx.lease_store, ctx.entity, ctx.lease_owner, owner_holds_already=True)
+    owner = f"etlctl:{ctx.run_id}@{socket.gethostname()}:{os.getpid()}"
+    return LeaseKeeper(ctx.lease_store, ctx.entity, owner)
+
+
 def run_stage(ctx: RunContext, stage: str) -> StageStats:
-    """Run one stage and return its statistics (also stored next to the run's extract)."""
+    """Run one stage and return its statistics.
+
+    Around the stage: the entity lease is held (and renewed), the stage's record in the run store goes
+    running -> succeeded/failed with conditional writes, and the stage's metrics are emitted. The
+    statistics are also stored next to the run's extract.
+    """
     if stage not in STAGE_FUNCTIONS:
         raise StageError(f"{ctx.entity}: unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    try:
+        with _lease(ctx):
+            return _run_recorded(ctx, stage)
+    except (LeaseHeldError, LeaseLostError) as exc:
+        raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
+
+
+def _run_recorded(ctx: RunContext, stage: str) -> StageStats:
     started = dt.datetime.now(dt.UTC)
+    attempt = ctx.attempt
+    if ctx.run_store is not None:
+        if attempt is None:
+            previous = ctx.run_store.get(ctx.entity, ctx.run_id, stage)
+            attempt = previous.attempt + 1 if previous else 1
+        record = StageRecord(
+            ctx.entity,
+            ctx.run_id,
+            stage,
+            "running",
+            attempt=attempt,
+            started_at=started.isoformat(),
+            batch_job_id=ctx.batch_job_id,
+        )
+        try:
+            ctx.run_store.put(record)
+        except StaleUpdateError as exc:
+            raise StageError(f"{ctx.entity}: {stage}: not started: {exc}") from exc
     t0 = time.perf_counter()
+    try:
+        stats = _execute(ctx, stage, started, t0)
+    except StageError as exc:
+        _finish(ctx, stage, attempt, started, None, str(exc), time.perf_counter() - t0)
+        raise
+    _finish(ctx, stage, attempt, started, stats, "", stats.duration_s)
+    return stats
+
+
+def _finish(
+    ctx: RunContext,
+    stage: str,
+    attempt: int | None,
+    started: dt.datetime,
+    stats: StageStats | None,
+    error: str,
+    duration_s: float,
+) -> None:
+    if ctx.metrics is not None:
+        ctx.metrics.emit(ctx.entity, stage, stage_metrics(stats, failed=stats is None, duration_s=duration_s))
+    if ctx.run_store is not None:
+        ctx.run_store.put(
+            StageRecord(
+                ctx.entity,
+                ctx.run_id,
+                stage,
+                "succeeded" if stats is not None else "failed",
+                attempt=attempt or 1,
+                started_at=started.isoformat(),
+                ended_at=now_iso(),
+                stats=stats.to_dict() if stats is not None else {},
+                error=error[:2000],
+                batch_job_id=ctx.batch_job_id,
+            )
+        )
+
+
+def _execute(ctx: RunContext, stage: str, started: dt.datetime, t0: float) -> StageStats:
     try:
         result = STAGE_FUNCTIONS[stage](ctx)
     except StageError:
         raise
-    except (
-        DatabaseError,
-        ConnectionNotFoundError,
-        csv_codec.CsvFormatError,
-        TranslationError,
-        ValueError,
-    ) as exc:
+    except (DatabaseError, ConnectionNotFoundError, csv_codec.CsvFormatError, TranslationError, ValueError) as exc:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
     except FileNotFoundError as exc:
         raise StageError(f"{ctx.entity}: {stage}: missing file {exc}") from exc
