@@ -161,8 +161,13 @@ def start_moto(base: Path, extra_env: dict[str, str] | None = None) -> MotoServe
     port = free_port()
     log = base / f"moto-{port}.log"
     env = {**os.environ, **(extra_env or {})}
+    # moto_server itself, through a launcher that serialises DynamoDB item writes (see moto_launcher.py).
+    launcher = Path(__file__).with_name("moto_launcher.py")
     process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env
+        [sys.executable, str(launcher), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     server = MotoServer(endpoint=f"http://127.0.0.1:{port}", process=process)
     _wait(

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 
 from entity_etl.config.model import ComputeConfig
@@ -78,9 +79,7 @@ class EntityStageOperator(BatchOperator):
             self.compute, stage_command(self.entity, self.stage, run_id, start, end)
         )
         self.job_id = None
-        super().execute(context)
-        if self.deferrable:
-            return None  # finished in execute_complete
+        super().execute(context)  # raises TaskDeferred when it defers; returns once the job succeeded
         return self._batch_stats(run_id, start, end)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
@@ -118,6 +117,13 @@ class EntityStageOperator(BatchOperator):
                 self.job_name,
                 self.job_id,
                 newest.get("status"),
+            )
+            BatchJobDetailsLink.persist(  # as BatchOperator.submit_job does for a job it submits
+                context=context,
+                operator=self,
+                region_name=self.hook.conn_region_name,
+                aws_partition=self.hook.conn_partition,
+                job_id=self.job_id,
             )
             return
         super().submit_job(context)

@@ -34,7 +34,7 @@ class ConnectionInfo:
     login: str | None = None
     password: str | None = field(default=None, repr=False)
     schema: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # extras may hold key passwords
 
     def describe(self) -> str:
         """A log-safe description: no password, no extras."""
