@@ -32,6 +32,7 @@ def demo_environment(demo_dir: Path) -> dict[str, str]:
         "ETL_INCLUDE_DIR": str(ROOT / "include"),
         "ETL_OBJECT_STORE_URL": str(demo_dir / "objects"),
         "ETL_STATE_DB": str(demo_dir / "state.db"),
+        "ETL_COMPLETION_OUTBOX": str(demo_dir / "entity-loaded.jsonl"),
         "ETL_COMPUTE_BACKEND": "local",
         "ETL_TRANSLATOR": "glossary",
         "AIRFLOW_CONN_ETL_TARGET": json.dumps({"conn_type": "sqlite", "host": str(demo_dir / "target.db")}),
@@ -78,6 +79,9 @@ def main() -> int:
         for path, err in bag.import_errors.items():
             print(f"demo: import error in {path}: {err}", file=sys.stderr)
         return 1
+    from entity_etl.config.loader import load_entities
+
+    configs = load_entities().entities
     failures = 0
     summary = []
     for entity, (start, end) in DEMO_INTERVALS.items():
@@ -93,7 +97,8 @@ def main() -> int:
                     XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value"
                 )
             ).all()
-            stats = [StageStats.from_dict(XComModel.deserialize_value(x)) for x in xcoms]
+            stage_ids = set(configs[entity].stages)
+            stats = [StageStats.from_dict(XComModel.deserialize_value(x)) for x in xcoms if x.task_id in stage_ids]
         order = {t: i for i, t in enumerate(dag.task_ids)}
         stats.sort(key=lambda s: order.get(s.stage, 99))
         print(f"etl_{entity} run {dag_run.run_id}: {dag_run.state}")
@@ -109,12 +114,20 @@ def main() -> int:
         summary.append(entity)
 
     print("\ndemo: target tables (row count, checksum of all columns; identical on every run):")
-    from entity_etl.config.loader import load_entities
-
-    configs = load_entities().entities
     for entity in summary:
         rows, digest = table_checksum(demo_dir / "target.db", configs[entity].target.table)
         print(f"  {configs[entity].target.table:<12} {rows:>6} rows  sha256:{digest}")
+    from entity_etl.cli import format_runs
+    from entity_etl.runtime.run_store import open_run_store
+
+    print("\ndemo: run store records of the last de run (etlctl runs --entity de):")
+    records = open_run_store().by_entity("de")
+    last = records[-1].run_id if records else ""
+    print(format_runs([r for r in records if r.run_id == last]))
+    outbox = demo_dir / "entity-loaded.jsonl"
+    if outbox.exists():
+        print(f"\ndemo: last 'entity loaded' event ({outbox}):")
+        print(outbox.read_text(encoding="utf-8").strip().splitlines()[-1])
     print(f"\ndemo: finished in {time.perf_counter() - t0:.1f}s; Airflow home {demo_dir / 'airflow'}")
     return 1 if failures else 0
 

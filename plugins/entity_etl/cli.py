@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from entity_etl.config.loader import EntityConfigError, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
@@ -58,6 +59,35 @@ def _cmd_run_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from entity_etl.runtime.run_store import open_run_store
+
+    records = open_run_store().by_entity(args.entity, since=args.since)
+    print(format_runs(records))
+    return 0
+
+
+def format_runs(records: list[Any]) -> str:
+    header = ["run_id", "stage", "status", "try", "started_at", "ended_at", "rows_out", "error"]
+    rows = [
+        [
+            r.run_id,
+            r.stage,
+            r.status,
+            str(r.attempt),
+            r.started_at[:19],
+            r.ended_at[:19],
+            f"{r.stats.get('rows_out', ''):,}" if isinstance(r.stats.get("rows_out"), int) else "",
+            r.error[:60],
+        ]
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) if rows else "no run records"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etlctl", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--interval-end", required=True)
     run.add_argument("--object-store", help="override ETL_OBJECT_STORE_URL")
     run.set_defaults(func=_cmd_run_stage)
+    runs = sub.add_parser("runs", help="list the run store's records of one entity")
+    runs.add_argument("--entity", required=True)
+    runs.add_argument("--since", help="ISO date or timestamp; records started at or after it")
+    runs.set_defaults(func=_cmd_runs)
     return parser
 
 

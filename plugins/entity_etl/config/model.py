@@ -160,6 +160,9 @@ class EntityConfig(StrictModel):
     tags: list[str] = Field(default_factory=list)
     retries: int = Field(2, ge=0, le=10)
     retry_delay_minutes: float = Field(5, ge=0)
+    lease_wait_minutes: float = Field(
+        360, ge=0, description="How long a run waits for the entity lease; 0 fails at once, naming the holder."
+    )
     source: SourceConfig
     staging: StagingConfig
     target: TargetConfig

@@ -12,7 +12,18 @@ from entity_etl.config.model import ComputeConfig
 
 #: Settings forwarded from the Airflow worker's environment to the job when they are set there, so
 #: that orchestrator and container agree on where extracts live and how connections resolve.
-FORWARDED_ENV = ("ETL_OBJECT_STORE_URL", "ETL_SECRETS_BACKEND", "ETL_SECRETS_PREFIX", "ETL_TRANSLATOR")
+FORWARDED_ENV = (
+    "ETL_OBJECT_STORE_URL",
+    "ETL_SECRETS_BACKEND",
+    "ETL_SECRETS_PREFIX",
+    "ETL_TRANSLATOR",
+    "ETL_STATE_STORE",
+    "ETL_RUNS_TABLE",
+    "ETL_LEASES_TABLE",
+    "ETL_LEASE_TTL_S",
+    "ETL_METRICS",
+    "ETL_METRICS_NAMESPACE",
+)
 
 
 def batch_job_name(entity: str, stage: str, run_id: str) -> str:
@@ -47,10 +58,18 @@ def stage_command(
     ]
 
 
-def container_overrides(compute: ComputeConfig, command: list[str]) -> dict[str, Any]:
+def container_overrides(
+    compute: ComputeConfig, command: list[str], run_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``containerOverrides``: the command, vCPU and memory, and the environment.
+
+    Environment, lowest precedence first: forwarded deployment settings, the entity's
+    ``compute.environment``, then ``run_env`` (this run's lease owner and try number).
+    """
     vcpu = compute.vcpu
     environment = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
     environment.update(compute.environment)
+    environment.update({k: v for k, v in (run_env or {}).items() if v})
     return {
         "command": command,
         "resourceRequirements": [

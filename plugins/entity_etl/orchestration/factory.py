@@ -16,6 +16,11 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, get_parsing_context
 from entity_etl.config.loader import LoadResult, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
 from entity_etl.orchestration.docs import entity_doc_md
+from entity_etl.orchestration.lease_tasks import (
+    EntityLeaseReleaseOperator,
+    EntityLeaseSensor,
+    EntityLoadedPublishOperator,
+)
 from entity_etl.orchestration.stage_operator import EntityStageOperator
 
 DAG_PREFIX = "etl_"
@@ -45,7 +50,14 @@ def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) 
         },
         render_template_as_native_obj=False,
     )
-    previous: EntityStageOperator | None = None
+    acquire = EntityLeaseSensor(
+        task_id="acquire_lease",
+        entity=config.entity,
+        wait_s=config.lease_wait_minutes * 60,
+        dag=dag,
+        doc_md="Setup: wait until this run holds the entity lease (no other run of the entity anywhere).",
+    ).as_setup()
+    previous: Any = acquire
     for stage in config.stages:
         task = EntityStageOperator(
             task_id=stage,
@@ -55,9 +67,23 @@ def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) 
             dag=dag,
             doc_md=f"Stage `{stage}` of entity `{config.entity}`.",
         )
-        if previous is not None:
-            previous >> task
+        previous >> task
         previous = task
+    publish = EntityLoadedPublishOperator(
+        task_id="publish_loaded",
+        entity=config.entity,
+        stages=config.stages,
+        dag=dag,
+        doc_md='Publish the "entity loaded" event for downstream systems.',
+    )
+    release = EntityLeaseReleaseOperator(
+        task_id="release_lease",
+        entity=config.entity,
+        stages=config.stages,
+        dag=dag,
+        doc_md="Teardown: close the run record and release the entity lease, even when a stage failed.",
+    ).as_teardown(setups=acquire)
+    previous >> publish >> release
     return dag
 
 

@@ -18,6 +18,7 @@ from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from entity_etl.config.model import ComputeConfig
 from entity_etl.orchestration.backend import compute_backend
 from entity_etl.orchestration.batch_job import batch_job_name, container_overrides, stage_command
+from entity_etl.orchestration.lease_tasks import lease_owner
 from entity_etl.runtime.connections import ConnectionInfo
 
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -53,6 +54,8 @@ class EntityStageOperator(BatchOperator):
         self.stage = stage
         self.compute = compute
         self.backend: str | None = None
+        self._lease_owner: str | None = None
+        self._attempt: int | None = None
 
     # -- both backends ----------------------------------------------------------------------------
     def _interval(self, context: Any) -> tuple[dt.datetime, dt.datetime]:
@@ -68,6 +71,8 @@ class EntityStageOperator(BatchOperator):
     def execute(self, context: Any) -> Any:
         self.backend = compute_backend()
         run_id = str(context["run_id"])
+        self._lease_owner = lease_owner(context)
+        self._attempt = int(context["ti"].try_number) if context.get("ti") is not None else None
         start, end = self._interval(context)
         self.log.info("entity %s stage %s run %s on the %s backend", self.entity, self.stage, run_id, self.backend)
         if self.backend == "local":
@@ -76,7 +81,9 @@ class EntityStageOperator(BatchOperator):
             return self._execute_local(run_id, start, end)
         self.job_name = batch_job_name(self.entity, self.stage, run_id)
         self.container_overrides = container_overrides(
-            self.compute, stage_command(self.entity, self.stage, run_id, start, end)
+            self.compute,
+            stage_command(self.entity, self.stage, run_id, start, end),
+            run_env={"ETL_LEASE_OWNER": self._lease_owner, "ETL_ATTEMPT": str(self._attempt or "")},
         )
         self.job_id = None
         super().execute(context)  # raises TaskDeferred when it defers; returns once the job succeeded
@@ -98,6 +105,8 @@ class EntityStageOperator(BatchOperator):
             interval_start=start,
             interval_end=end,
             resolver=airflow_connection,
+            lease_owner=self._lease_owner,
+            attempt=self._attempt,
         )
         stats = run_stage(ctx, self.stage)
         self.log.info("stage statistics: %s", stats.to_json())

@@ -1,0 +1,133 @@
+"""Setup and teardown tasks around an entity run: take the entity lease, release it, publish the
+completion event, and close the run's record in the run store."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+from entity_etl.runtime.lease import LeaseHeldError, default_ttl_s, open_lease_store
+from entity_etl.runtime.run_store import RUN, StageRecord, StaleUpdateError, now_iso, open_run_store
+
+
+def lease_owner(context: Any) -> str:
+    """The lease owner of a DAG run: the same for every task and every try of that run."""
+    return f"{context['dag'].dag_id}/{context['run_id']}"
+
+
+class EntityLeaseSensor(BaseSensorOperator):
+    """Setup task: wait (rescheduling, so no worker slot is held) until this run holds the entity lease.
+
+    ``wait_s=0`` fails at once instead, naming the holder.
+    """
+
+    template_fields: Sequence[str] = ("entity",)
+
+    def __init__(self, *, entity: str, wait_s: float, **kwargs: Any) -> None:
+        kwargs.setdefault("poke_interval", 60)
+        kwargs.setdefault("mode", "reschedule")
+        super().__init__(timeout=max(wait_s, 1), **kwargs)
+        self.entity = entity
+        self.wait_s = wait_s
+
+    def poke(self, context: Any) -> bool:
+        owner = lease_owner(context)
+        try:
+            lease = open_lease_store().acquire(self.entity, owner, default_ttl_s())
+        except LeaseHeldError as exc:
+            if self.wait_s <= 0:
+                raise AirflowFailException(str(exc)) from None
+            self.log.info("waiting for the entity lease: %s", exc)
+            return False
+        self.log.info("entity lease taken by %s until %s", owner, lease.expires_at)
+        record = StageRecord(self.entity, str(context["run_id"]), RUN, "running", attempt=int(context["ti"].try_number))
+        # A retry of this setup task after the run record moved on keeps the later record.
+        with contextlib.suppress(StaleUpdateError):
+            open_run_store().put(record)
+        return True
+
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout:
+            holder = open_lease_store().holder(self.entity)
+            who = holder.describe() if holder else "nobody any more (try again)"
+            raise AirflowSensorTimeout(
+                f"{self.entity}: gave up after {self.wait_s:.0f}s waiting for the entity lease, held by {who}"
+            ) from None
+
+
+class EntityLeaseReleaseOperator(BaseOperator):
+    """Teardown task: runs even when a stage failed; closes the run record and frees the lease."""
+
+    template_fields: Sequence[str] = ("entity",)
+
+    def __init__(self, *, entity: str, stages: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entity = entity
+        self.stages = list(stages)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        run_id = str(context["run_id"])
+        store = open_run_store()
+        records = {r.stage: r for r in store.run_records(self.entity, run_id)}
+        failed = [s for s in self.stages if records.get(s) is None or records[s].status != "succeeded"]
+        status = "failed" if failed else "succeeded"
+        opened = records.get(RUN)
+        try:
+            store.put(
+                StageRecord(
+                    self.entity,
+                    run_id,
+                    RUN,
+                    status,
+                    attempt=(opened.attempt if opened else 1),
+                    started_at=opened.started_at if opened else now_iso(),
+                    ended_at=now_iso(),
+                    error=f"stages not succeeded: {', '.join(failed)}" if failed else "",
+                )
+            )
+        except StaleUpdateError as exc:
+            self.log.warning("run record not updated: %s", exc)
+        released = open_lease_store().release(self.entity, lease_owner(context))
+        self.log.info(
+            "run %s of %s: %s; entity lease %s",
+            run_id,
+            self.entity,
+            status,
+            "released" if released else "was not held by this run",
+        )
+        return {"status": status, "lease_released": released, "not_succeeded": failed}
+
+
+class EntityLoadedPublishOperator(BaseOperator):
+    """After load_target: publish the "entity loaded" event for downstream systems."""
+
+    template_fields: Sequence[str] = ("entity",)
+
+    def __init__(self, *, entity: str, stages: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entity = entity
+        self.stages = list(stages)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from entity_etl.runtime.completion_events import entity_loaded_event, open_completion_publisher
+
+        ti = context["ti"]
+        stats = {stage: ti.xcom_pull(task_ids=stage) or {} for stage in self.stages}
+        extract = stats.get("extract", {}).get("details", {})
+        event = entity_loaded_event(
+            entity=self.entity,
+            run_id=str(context["run_id"]),
+            interval_start=context["data_interval_start"].isoformat(),
+            interval_end=context["data_interval_end"].isoformat(),
+            stats=stats,
+            extract_uri=str(extract.get("manifest", "")),
+        )
+        where = open_completion_publisher().publish(event)
+        self.log.info("entity loaded event %s published to %s", event["event_id"], where)
+        return event
