@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -151,9 +152,10 @@ def point_aws_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
 
 # -- the task side --------------------------------------------------------------------------------
 class RecordingTaskInstance:
-    """The one thing the operator's link persistence needs from ``ti``: ``xcom_push``, recorded."""
+    """What the operator needs from ``ti``: its try number, and ``xcom_push`` (recorded) for the links."""
 
-    def __init__(self) -> None:
+    def __init__(self, try_number: int = 1) -> None:
+        self.try_number = try_number
         self.xcom: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
@@ -162,6 +164,7 @@ class RecordingTaskInstance:
 
 def task_context(run_id: str = RUN_ID, ti: RecordingTaskInstance | None = None) -> dict[str, Any]:
     return {
+        "dag": SimpleNamespace(dag_id="etl_de"),
         "run_id": run_id,
         "data_interval_start": START,
         "data_interval_end": END,
@@ -342,7 +345,12 @@ def test_batch_backend_submits_exactly_the_stage_job(
                 "command": expected_command("extract"),
                 # de.yaml: memory_mib 4096 over the default vcpu 1
                 "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "4096"}],
-                "environment": [{"name": "ETL_OBJECT_STORE_URL", "value": STORE_URL}],
+                "environment": [
+                    # this run's try number and lease owner, so the job renews the run's lease
+                    {"name": "ETL_ATTEMPT", "value": "1"},
+                    {"name": "ETL_LEASE_OWNER", "value": f"etl_de/{RUN_ID}"},
+                    {"name": "ETL_OBJECT_STORE_URL", "value": STORE_URL},
+                ],
             },
         }
     ]
@@ -396,6 +404,8 @@ def test_compute_settings_and_forwarded_env_reach_the_job(
         "command": expected_command("dedupe"),
         "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}],
         "environment": [
+            {"name": "ETL_ATTEMPT", "value": "1"},
+            {"name": "ETL_LEASE_OWNER", "value": f"etl_de/{RUN_ID}"},
             {"name": "ETL_OBJECT_STORE_URL", "value": STORE_URL},
             {"name": "ETL_SECRETS_BACKEND", "value": "aws"},
             {"name": "ETL_TRANSLATOR", "value": "glossary"},
