@@ -14,10 +14,26 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+
+def row_counts(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """A run's row counts from its per-stage statistics (``StageStats.to_dict()`` by stage name)."""
+
+    def rows(stage: str, key: str = "rows_out") -> int:
+        return int(stats.get(stage, {}).get(key, 0))
+
+    return {
+        "extracted": rows("extract"),
+        "staged": rows("load_staging"),
+        "duplicates_removed": rows("dedupe", "duplicates_removed"),
+        "loaded": rows("load_target"),
+        "target_rows": int(stats.get("load_target", {}).get("details", {}).get("target_rows", 0)),
+    }
 
 
 def entity_loaded_event(
@@ -29,9 +45,6 @@ def entity_loaded_event(
     stats: dict[str, dict[str, Any]],
     extract_uri: str,
 ) -> dict[str, Any]:
-    def rows(stage: str, key: str = "rows_out") -> int:
-        return int(stats.get(stage, {}).get(key, 0))
-
     return {
         "schema_version": SCHEMA_VERSION,
         "event": "entity_loaded",
@@ -39,13 +52,7 @@ def entity_loaded_event(
         "entity": entity,
         "run_id": run_id,
         "data_interval": {"start": interval_start, "end": interval_end},
-        "row_counts": {
-            "extracted": rows("extract"),
-            "staged": rows("load_staging"),
-            "duplicates_removed": rows("dedupe", "duplicates_removed"),
-            "loaded": rows("load_target"),
-            "target_rows": int(stats.get("load_target", {}).get("details", {}).get("target_rows", 0)),
-        },
+        "row_counts": row_counts(stats),
         "extract_uri": extract_uri,
     }
 
