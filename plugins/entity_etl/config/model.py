@@ -146,6 +146,17 @@ class ComputeConfig(StrictModel):
         return value
 
 
+class NotifyConfig(StrictModel):
+    """Run notifications through the SNS notifier (topic: ``topic_arn``, else ``$ETL_NOTIFY_TOPIC_ARN``)."""
+
+    on_failure: bool = Field(True, description="A task failed with no retries left, or the run failed.")
+    on_success: bool = Field(False, description="A success summary with the run's row counts.")
+    max_run_minutes: float | None = Field(
+        None, gt=0, description="Alert when a run is still going this long after it was queued."
+    )
+    topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
 class EntityConfig(StrictModel):
     entity: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="Entity id; the DAG is etl_<entity>.")
     enabled: bool = True
@@ -170,6 +181,7 @@ class EntityConfig(StrictModel):
     dedupe: DedupeConfig
     translate: TranslateConfig = Field(default_factory=lambda: TranslateConfig())
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig())
+    notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig())
 
     @field_validator("schedule", mode="before")
     @classmethod

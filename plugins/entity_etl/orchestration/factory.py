@@ -21,6 +21,7 @@ from entity_etl.orchestration.lease_tasks import (
     EntityLeaseSensor,
     EntityLoadedPublishOperator,
 )
+from entity_etl.orchestration.notifier import SnsEventNotifier, run_too_long_alert
 from entity_etl.orchestration.stage_operator import EntityStageOperator
 
 DAG_PREFIX = "etl_"
@@ -30,9 +31,29 @@ class EntityConfigImportError(Exception):
     """Raised by ``dags/etl_config_errors.py`` so that invalid entity files show as import errors."""
 
 
+def notification_args(config: EntityConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The entity's ``notify`` settings as (task default_args, DAG keyword arguments)."""
+    notify = config.notify
+    common: dict[str, Any] = {"entity": config.entity, "topic_arn": notify.topic_arn}
+    task_args: dict[str, Any] = {}
+    dag_args: dict[str, Any] = {}
+    if notify.on_failure:
+        # Airflow calls a task's on_failure_callback only once its retries are exhausted.
+        task_args["on_failure_callback"] = SnsEventNotifier("task_failed", **common)
+        dag_args["on_failure_callback"] = SnsEventNotifier("dag_run_failed", **common)
+    if notify.on_success:
+        dag_args["on_success_callback"] = SnsEventNotifier("run_succeeded", **common)
+    if notify.max_run_minutes:
+        dag_args["deadline"] = run_too_long_alert(
+            config.entity, dt.timedelta(minutes=notify.max_run_minutes), topic_arn=notify.topic_arn
+        )
+    return task_args, dag_args
+
+
 def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) -> DAG:
     source_file = f"include/entities/{config.entity}.yaml"
     schedule = CronDataIntervalTimetable(config.cron, timezone=config.timezone) if config.cron else None
+    notify_task_args, notify_dag_args = notification_args(config)
     dag = DAG(
         dag_id=config.dag_id,
         description=config.description or f"Entity ETL for {config.entity}",
@@ -47,8 +68,10 @@ def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) 
             "owner": config.owner,
             "retries": config.retries,
             "retry_delay": dt.timedelta(minutes=config.retry_delay_minutes),
+            **notify_task_args,
         },
         render_template_as_native_obj=False,
+        **notify_dag_args,
     )
     acquire = EntityLeaseSensor(
         task_id="acquire_lease",
