@@ -256,3 +256,16 @@ def test_run_stage_on_an_invalid_entity_names_file_and_field(include: Path, tmp_
         "(optionally 'schema.table'), start with a letter or '_', at most 64 characters per part"
     )
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("notify", "field", "message"),
+    [
+        ("notify: {on_sucess: true}\n", "notify.on_sucess", "did you mean 'on_success'"),
+        ("notify: {max_run_minutes: 0}\n", "notify.max_run_minutes", "greater than 0"),
+        ("notify: {topic_arn: 'arn:aws:sqs:eu-west-1:123456789012:q'}\n", "notify.topic_arn", "should match"),
+    ],
+)
+def test_bad_notify_settings(include: Path, notify: str, field: str, message: str) -> None:
+    (problem,) = _problems(include, "xx", MINIMAL.format(name="xx") + notify)
+    assert f": {field}: " in problem and message in problem
