@@ -12,7 +12,14 @@ import boto3
 import pytest
 
 from entity_etl.runtime.lease import DynamoLeaseStore, LeaseHeldError, LeaseLostError, LeaseStore, SqliteLeaseStore
-from entity_etl.runtime.run_store import DynamoRunStore, RunStore, SqliteRunStore, StageRecord, StaleUpdateError
+from entity_etl.runtime.run_store import (
+    Checkpoint,
+    DynamoRunStore,
+    RunStore,
+    SqliteRunStore,
+    StageRecord,
+    StaleUpdateError,
+)
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -113,6 +120,34 @@ def test_query_by_entity_since_and_by_day(run_store: RunStore) -> None:
     assert [r.run_id for r in run_store.by_entity("de", since="2026-11-01")] == ["b", "d"]
     assert [(r.entity, r.run_id) for r in run_store.by_day("2026-11-01")] == [("de", "b"), ("jp", "c")]
     assert run_store.by_day("2026-11-03") == []
+
+
+def test_chunk_checkpoints_per_stage_and_run(run_store: RunStore) -> None:
+    def cp(chunk: str, stage: str = "extract", run: str = "r1", **data: object) -> Checkpoint:
+        return Checkpoint("de", run, stage, chunk, plan="p1", data=dict(data), written_at="2026-11-01T00:00:00")
+
+    run_store.put(rec("extract", "running", started_at="2026-11-01T00:00:00+00:00"))
+    run_store.put_checkpoint(cp("000002", key="part-00002", rows=10))
+    run_store.put_checkpoint(cp("000000", key="part-00000", rows=7, upto={"int": 42}))
+    run_store.put_checkpoint(cp("000001", key="part-00001", rows=9))
+    run_store.put_checkpoint(cp("000001", key="part-00001", rows=8))  # the chunk redone: overwritten
+    run_store.put_checkpoint(cp("000000", stage="load_staging", rows=7))
+    run_store.put_checkpoint(cp("000000", run="r2", rows=1))
+
+    got = run_store.checkpoints("de", "r1", "extract")
+    assert [(c.chunk, c.data["rows"]) for c in got] == [("000000", 7), ("000001", 8), ("000002", 10)]
+    assert got[0] == cp("000000", key="part-00000", rows=7, upto={"int": 42})
+    assert [c.chunk for c in run_store.checkpoints("de", "r1", "load_staging")] == ["000000"]
+    assert run_store.checkpoints("jp", "r1", "extract") == []
+    # Checkpoints are not audit records: they never show up in the record queries.
+    assert [r.stage for r in run_store.run_records("de", "r1")] == ["extract"]
+    assert [r.stage for r in run_store.by_entity("de")] == ["extract"]
+    assert [r.stage for r in run_store.by_day("2026-11-01")] == ["extract"]
+
+    assert run_store.clear_checkpoints("de", "r1", "extract") == 3
+    assert run_store.checkpoints("de", "r1", "extract") == []
+    assert [c.run_id for c in run_store.checkpoints("de", "r2", "extract")] == ["r2"]
+    assert len(run_store.checkpoints("de", "r1", "load_staging")) == 1
 
 
 def test_lease_contention_exactly_one_wins(lease_store: LeaseStore) -> None:

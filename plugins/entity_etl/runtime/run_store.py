@@ -8,6 +8,11 @@ Two implementations behind one port, passing the same contract tests:
   so audit reads by entity and by date are Queries, never Scans.
 * :class:`SqliteRunStore` (embedded default): the same records in one SQLite file.
 
+Chunk checkpoints live in the same store: one :class:`Checkpoint` per finished chunk of a stage
+(extract part, staging load, target chunk), written after the chunk's work is durable, so a rerun of
+the run skips what is done. In DynamoDB they are items with sort key ``#chunk#<run_id>#<stage>#<chunk>``
+and no ``started_at``/``day`` attributes, so they stay out of both audit indexes.
+
 Ordering rule, enforced by the database (a condition expression / a guarded upsert), so a replayed or
 late update never moves a record backwards: an update is accepted when its ``attempt`` is higher than
 the stored one, or equal with a later status (``running`` < ``succeeded``/``failed``).
@@ -60,6 +65,20 @@ class StageRecord:
         return STATUS_RANK[self.status]
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """One finished chunk of a stage. ``plan`` fingerprints what the chunk means (query, chunk key,
+    interval, chunk size); a checkpoint of another plan is not a resume point."""
+
+    entity: str
+    run_id: str
+    stage: str
+    chunk: str
+    plan: str
+    data: dict[str, Any] = field(default_factory=dict)
+    written_at: str = field(default_factory=lambda: now_iso())
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -84,6 +103,18 @@ class RunStore(ABC):
     def by_day(self, day: str) -> list[StageRecord]:
         """Records of every entity started on ``day`` (YYYY-MM-DD), oldest first."""
 
+    @abstractmethod
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Record a finished chunk (overwrites the same chunk: redoing a chunk gives the same result)."""
+
+    @abstractmethod
+    def checkpoints(self, entity: str, run_id: str, stage: str) -> list[Checkpoint]:
+        """The finished chunks of one stage of one run, ordered by chunk id."""
+
+    @abstractmethod
+    def clear_checkpoints(self, entity: str, run_id: str, stage: str) -> int:
+        """Forget the stage's chunks (a fresh redo); return how many there were."""
+
 
 # -- SQLite (embedded default) ---------------------------------------------------------------------
 class SqliteRunStore(RunStore):
@@ -102,6 +133,11 @@ class SqliteRunStore(RunStore):
                 );
                 CREATE INDEX IF NOT EXISTS etl_runs_by_entity ON etl_runs (entity, started_at);
                 CREATE INDEX IF NOT EXISTS etl_runs_by_day ON etl_runs (day, started_at);
+                CREATE TABLE IF NOT EXISTS etl_checkpoints (
+                    entity TEXT NOT NULL, run_id TEXT NOT NULL, stage TEXT NOT NULL, chunk TEXT NOT NULL,
+                    plan TEXT NOT NULL, data TEXT NOT NULL, written_at TEXT NOT NULL,
+                    PRIMARY KEY (entity, run_id, stage, chunk)
+                );
                 """
             )
 
@@ -170,6 +206,32 @@ class SqliteRunStore(RunStore):
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM etl_runs WHERE day = ? ORDER BY started_at, entity, stage", (day,))
             return [self._record(r) for r in rows.fetchall()]
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        values = asdict(checkpoint)
+        values["data"] = json.dumps(checkpoint.data, sort_keys=True)
+        with self._connect() as conn:
+            conn.execute(
+                """
+                INSERT OR REPLACE INTO etl_checkpoints (entity, run_id, stage, chunk, plan, data, written_at)
+                VALUES (:entity, :run_id, :stage, :chunk, :plan, :data, :written_at)
+                """,
+                values,
+            )
+
+    def checkpoints(self, entity: str, run_id: str, stage: str) -> list[Checkpoint]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM etl_checkpoints WHERE entity = ? AND run_id = ? AND stage = ? ORDER BY chunk",
+                (entity, run_id, stage),
+            ).fetchall()
+        return [Checkpoint(**{**dict(r), "data": json.loads(r["data"])}) for r in rows]
+
+    def clear_checkpoints(self, entity: str, run_id: str, stage: str) -> int:
+        with self._connect() as conn:
+            return conn.execute(
+                "DELETE FROM etl_checkpoints WHERE entity = ? AND run_id = ? AND stage = ?", (entity, run_id, stage)
+            ).rowcount
 
 
 def _stale_message(record: StageRecord, current: StageRecord | None) -> str:
@@ -319,6 +381,60 @@ class DynamoRunStore(RunStore):
             ExpressionAttributeNames={"#d": "day"},
             ExpressionAttributeValues={":d": {"S": day}},
         )
+
+    # -- chunk checkpoints (sparse: no started_at/day, so never in the audit indexes) ---------------
+    @staticmethod
+    def _checkpoint_prefix(run_id: str, stage: str) -> str:
+        return f"#chunk#{run_id}#{stage}#"
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                "entity": {"S": checkpoint.entity},
+                "record": {"S": self._checkpoint_prefix(checkpoint.run_id, checkpoint.stage) + checkpoint.chunk},
+                "run_id": {"S": checkpoint.run_id},
+                "stage": {"S": checkpoint.stage},
+                "chunk": {"S": checkpoint.chunk},
+                "plan": {"S": checkpoint.plan},
+                "data": {"S": json.dumps(checkpoint.data, sort_keys=True)},
+                "written_at": {"S": checkpoint.written_at},
+            },
+        )
+
+    def _checkpoint_items(self, entity: str, run_id: str, stage: str) -> list[dict[str, Any]]:
+        paginator = self.client.get_paginator("query")
+        items: list[dict[str, Any]] = []
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="entity = :e AND begins_with(#r, :prefix)",
+            ExpressionAttributeNames={"#r": "record"},
+            ExpressionAttributeValues={":e": {"S": entity}, ":prefix": {"S": self._checkpoint_prefix(run_id, stage)}},
+            ConsistentRead=True,
+        ):
+            items.extend(page.get("Items", []))
+        return items
+
+    def checkpoints(self, entity: str, run_id: str, stage: str) -> list[Checkpoint]:
+        found = [
+            Checkpoint(
+                entity=item["entity"]["S"],
+                run_id=item["run_id"]["S"],
+                stage=item["stage"]["S"],
+                chunk=item["chunk"]["S"],
+                plan=item["plan"]["S"],
+                data=json.loads(item["data"]["S"]),
+                written_at=item["written_at"]["S"],
+            )
+            for item in self._checkpoint_items(entity, run_id, stage)
+        ]
+        return sorted(found, key=lambda c: c.chunk)
+
+    def clear_checkpoints(self, entity: str, run_id: str, stage: str) -> int:
+        items = self._checkpoint_items(entity, run_id, stage)
+        for item in items:
+            self.client.delete_item(TableName=self.table_name, Key={"entity": item["entity"], "record": item["record"]})
+        return len(items)
 
 
 def default_state_path() -> Path:
