@@ -7,7 +7,7 @@ APT_PACKAGES := mariadb-server mariadb-client libmariadb-dev pkg-config
 ROWS ?= 1000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps uv venv demo test test-py312 lint typecheck schema bench bench-dagbag bench-throughput clean
+.PHONY: help deps system-deps uv venv demo test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-throughput clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
@@ -41,7 +41,11 @@ test: venv
 	@$(RUN) pytest
 
 # MWAA runs Python 3.12: the same lock, a second venv, every test but the slow demo.
-PY312 ?= $(shell command -v python3.12 2>/dev/null)
+# A Python 3.12 that runs (a pyenv shim named python3.12 may exist and still fail).
+PY312 ?= $(shell for p in $$(command -v python3.12) $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do \
+	"$$p" -c "" >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+has-py312:
+	@test -n "$(PY312)"
 test-py312: system-deps uv
 	@if [ -z "$(PY312)" ]; then echo "python3.12 not found (set PY312=/path/to/python3.12)"; exit 1; fi
 	@UV_PROJECT_ENVIRONMENT=.venv-py312 $(UV) sync --frozen --all-extras --quiet --python $(PY312)
