@@ -51,6 +51,11 @@ class SourceConfig(StrictModel):
     )
     fetch_rows: int = Field(10_000, ge=100, le=1_000_000, description="Rows per server-side fetch.")
     chunk_rows: int = Field(1_000_000, ge=1_000, description="Rows per extract object (one gzip CSV file per chunk).")
+    chunk_key: Identifier | None = Field(
+        None,
+        description="Column the extract is chunked by (keyset ranges, each chunk checkpointed for resume). "
+        "Default: the first dedupe key column. Best the leading column of an index in the source.",
+    )
 
 
 class StagingConfig(StrictModel):
@@ -225,6 +230,7 @@ class EntityConfig(StrictModel):
             ("dedupe.key", self.dedupe.key),
             ("dedupe.order_by", [self.dedupe.order_by] if self.dedupe.order_by else []),
             ("translate.columns", self.translate.columns),
+            ("source.chunk_key", [self.source.chunk_key] if self.source.chunk_key else []),
         ):
             unknown = [c for c in cols if c not in known]
             if unknown:
@@ -234,6 +240,11 @@ class EntityConfig(StrictModel):
         return self
 
     # -- conveniences used by the runtime and the DAG factory -------------------------------------
+    @property
+    def extract_chunk_key(self) -> str:
+        """The column the extract is chunked by."""
+        return self.source.chunk_key or self.dedupe.key[0]
+
     @property
     def dag_id(self) -> str:
         return f"etl_{self.entity}"

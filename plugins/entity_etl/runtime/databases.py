@@ -18,7 +18,8 @@ from entity_etl.runtime import csv_codec
 from entity_etl.runtime.connections import ConnectionInfo
 
 _TYPE = re.compile(r"^(?P<base>[a-z]+)(\((?P<args>[\d,\s]+)\))?$")
-_INTERVAL_PARAM = re.compile(r"(?<![:\w]):(data_interval_start|data_interval_end)\b")
+# The named parameters the runtime binds into entity SQL: the data interval, and the extract chunk bounds.
+_INTERVAL_PARAM = re.compile(r"(?<![:\w]):(data_interval_start|data_interval_end|chunk_after|chunk_upto)\b")
 
 
 class DatabaseError(RuntimeError):

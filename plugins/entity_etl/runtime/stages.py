@@ -23,14 +23,13 @@ import shutil
 import socket
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime import csv_codec
+from entity_etl.runtime import chunks, csv_codec, failpoints
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
 from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
@@ -74,6 +73,9 @@ class RunContext:
     #: Airflow's try number (``ETL_ATTEMPT``); None: one more than the stored attempt.
     attempt: int | None = None
     batch_job_id: str = ""
+    #: Continue an unfinished attempt from its checkpoints; False when the stage had already succeeded
+    #: and is being redone (set by :func:`run_stage` from the run store).
+    resume: bool = True
 
     @property
     def entity(self) -> str:
@@ -140,53 +142,29 @@ def cleanup(ctx: RunContext) -> dict[str, Any]:
 
 
 # -- extract ---------------------------------------------------------------------------------------
-class _PartWriter:
-    """Writes gzip CSV parts of at most ``chunk_rows`` rows to temporary files and uploads them."""
-
-    def __init__(self, ctx: RunContext, scratch: Path) -> None:
-        self.ctx = ctx
-        self.scratch = scratch
-        self.parts: list[dict[str, Any]] = []
-        self._path: Path | None = None
-        self._raw: Any = None
-        self._gz: gzip.GzipFile | None = None
-        self._rows = 0
-
-    def _open(self) -> None:
-        self._path = self.scratch / f"part-{len(self.parts):05d}.csv.gz"
-        self._raw = self._path.open("wb")
+def _write_part(
+    ctx: RunContext, path: Path, batches: Iterator[Sequence[Sequence[bytes | None]]], order: list[int] | None
+) -> int:
+    """Encode ``batches`` into one gzip CSV file at ``path``; return the row count."""
+    encode = csv_codec.encode_row
+    rows = 0
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
         # Level 1: ~7x faster than gzip's default 9 for ~10% more bytes (see bench/README.md).
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0)
-        self._rows = 0
-
-    def write(self, lines: list[bytes]) -> None:
-        """Append encoded records, starting a new part whenever one reaches ``chunk_rows``."""
-        limit = self.ctx.config.source.chunk_rows
-        while lines:
-            if self._gz is None:
-                self._open()
-            assert self._gz is not None
-            room = limit - self._rows
-            head, lines = lines[:room], lines[room:]
-            self._gz.write(b"".join(head))
-            self._rows += len(head)
-            if self._rows >= limit:
-                self.close_part()
-
-    def close_part(self) -> None:
-        if self._gz is None:
-            return
-        assert self._path is not None
-        self._gz.close()
-        self._raw.close()
-        key = self.ctx.extract_prefix + self._path.name
-        uri = self.ctx.store.put_file(key, self._path)
-        self.parts.append({"key": key, "uri": uri, "rows": self._rows, "bytes": self._path.stat().st_size})
-        self._path.unlink()
-        self._gz = None
+        for batch in batches:
+            if order is None:
+                gz.write(b"".join([encode(row) for row in batch]))
+            else:
+                gz.write(b"".join([encode([row[i] for i in order]) for row in batch]))
+            rows += len(batch)
+            failpoints.hit("extract.batch_written")
+    return rows
 
 
 def extract(ctx: RunContext) -> dict[str, Any]:
+    """Keyset chunks of the source query to gzip CSV parts, each checkpointed; then the manifest.
+
+    A rerun of an unfinished extract continues after the last checkpointed chunk (see ``chunks``).
+    """
     config = ctx.config
     sql_path = ctx.sql_dir / config.source.extract_sql
     try:
@@ -194,50 +172,93 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     except OSError as exc:
         raise StageError(f"{config.entity}: extract: cannot read {sql_path}: {exc.strerror}") from None
     expected = [c.name for c in config.columns]
-    # Remove any parts of an earlier attempt of this run first: the manifest is what counts, and it
-    # is written last, so a reader never sees a half-finished extract.
-    ctx.store.delete_prefix(ctx.extract_prefix)
-    with ctx.connect(config.source.conn_id) as db:
-        names, batches = db.stream(sql, ctx.interval_params(), config.source.fetch_rows)
-        missing = [c for c in expected if c not in names]
-        extra = [c for c in names if c not in expected]
-        if missing or extra:
-            raise StageError(
-                f"{config.entity}: extract: query columns do not match the entity's columns"
-                + (f"; missing {missing}" if missing else "")
-                + (f"; unexpected {extra}" if extra else "")
-                + f" ({sql_path})"
-            )
-        order = [names.index(c) for c in expected]
-        identity = order == list(range(len(names)))
-        encode = csv_codec.encode_row
-        with tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
-            writer = _PartWriter(ctx, Path(scratch))
-            total = 0
-            for batch in batches:
-                if identity:
-                    lines = [encode(row) for row in batch]
-                else:
-                    lines = [encode([row[i] for i in order]) for row in batch]
-                writer.write(lines)
-                total += len(lines)
-            writer.close_part()
+    rows_per_chunk = config.source.chunk_rows
+    key_column = config.extract_chunk_key
+    plan = chunks.plan_id("extract", sql, key_column, rows_per_chunk, expected, ctx.interval_params())
+    checkpoints = chunks.StageCheckpoints(ctx.run_store, ctx.entity, ctx.run_id, "extract", plan, fresh=not ctx.resume)
+    if not checkpoints.done:
+        # A fresh extract: remove any parts of an earlier attempt. The manifest is what counts, and it
+        # is written last, so a reader never sees a half-finished extract.
+        ctx.store.delete_prefix(ctx.extract_prefix)
+    resumed = len(checkpoints.done)
+    with ctx.connect(config.source.conn_id) as db, tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
+        key = db.quote(key_column)
+        params = ctx.interval_params()
+
+        def run_chunk(chunk: str, chunk_query: str, bounds: dict[str, Any], extra: dict[str, Any]) -> None:
+            names, batches = db.stream(chunk_query, {**params, **bounds}, config.source.fetch_rows)
+            missing = [c for c in expected if c not in names]
+            unexpected = [c for c in names if c not in expected]
+            if missing or unexpected:
+                raise StageError(
+                    f"{config.entity}: extract: query columns do not match the entity's columns"
+                    + (f"; missing {missing}" if missing else "")
+                    + (f"; unexpected {unexpected}" if unexpected else "")
+                    + f" ({sql_path})"
+                )
+            order = [names.index(c) for c in expected]
+            path = Path(scratch) / f"part-{chunk}.csv.gz"
+            rows = _write_part(ctx, path, batches, None if order == list(range(len(names))) else order)
+            part: dict[str, Any] = {"key": None, "uri": None, "rows": rows, "bytes": 0}
+            if rows:
+                part["key"] = ctx.extract_prefix + path.name
+                part["uri"] = ctx.store.put_file(part["key"], path)
+                part["bytes"] = path.stat().st_size
+                failpoints.hit("extract.part_uploaded")
+            path.unlink()
+            checkpoints.record(chunk, {**part, **extra})
+
+        last = checkpoints.last
+        if last is None or last.chunk != chunks.NULL_CHUNK:
+            index = 0 if last is None else int(last.chunk) + 1
+            after = None if last is None else last.data.get("upto")
+            finished = last is not None and after is None  # the open-ended last range is done
+            while not finished:
+                first = after is None
+                bounds: dict[str, Any] = {} if after is None else {"chunk_after": chunks.decode_key(after)}
+                try:
+                    found = db.query(
+                        db.bind_interval(chunks.boundary_sql(sql, key, rows_per_chunk, first=first)),
+                        {**params, **bounds},
+                    )
+                except DatabaseError as exc:  # said as the streamed chunk query says it
+                    conn = db.info.conn_id
+                    raise DatabaseError(f"{conn}: source query failed: {str(exc).removeprefix(f'{conn}: ')}") from None
+                upto = chunks.encode_key(found[0][0]) if found else None
+                query = chunks.chunk_sql(sql, key, first=first, last=upto is None)
+                run_chunk(
+                    chunks.chunk_id(index),
+                    query,
+                    {**bounds, **({"chunk_upto": found[0][0]} if found else {})},
+                    {"after": after, "upto": upto},
+                )
+                finished = upto is None
+                after = upto
+                index += 1
+            run_chunk(chunks.NULL_CHUNK, chunks.null_chunk_sql(sql, key), {}, {"after": None, "upto": None})
+    parts = [{k: c.data[k] for k in ("key", "uri", "rows", "bytes")} for c in checkpoints.done if c.data["rows"]]
+    total = sum(p["rows"] for p in parts)
     manifest = {
         "entity": config.entity,
         "run_id": ctx.run_id,
         "interval": ctx.interval_params(),
         "columns": expected,
         "format": "csv+gzip; NULL unquoted, values quoted",
+        "chunk_key": key_column,
         "rows": total,
-        "parts": writer.parts,
+        "parts": parts,
     }
     ctx.store.put_bytes(ctx.manifest_key, json.dumps(manifest, indent=2).encode())
-    size = sum(p["bytes"] for p in writer.parts)
     return {
         "rows_in": total,
         "rows_out": total,
-        "bytes": size,
-        "details": {"parts": len(writer.parts), "manifest": ctx.store.uri(ctx.manifest_key)},
+        "bytes": sum(p["bytes"] for p in parts),
+        "details": {
+            "parts": len(parts),
+            "chunk_key": key_column,
+            "resumed_chunks": resumed,
+            "manifest": ctx.store.uri(ctx.manifest_key),
+        },
     }
 
 
@@ -254,47 +275,74 @@ def read_manifest(ctx: RunContext) -> dict[str, Any]:
 
 # -- load_staging ----------------------------------------------------------------------------------
 def load_staging(ctx: RunContext) -> dict[str, Any]:
+    """The manifest's parts into staging, one committed and checkpointed load per part.
+
+    A rerun of an unfinished load first deletes the rows past the last checkpointed part (a part
+    that was loaded but not yet checkpointed), then loads the remaining parts.
+    """
     config = ctx.config
     manifest = read_manifest(ctx)
     columns = manifest["columns"]
     if columns != [c.name for c in config.columns]:
         raise StageError(f"{config.entity}: load_staging: the extract's columns {columns} differ from the config")
-    loaded = 0
+    plan = chunks.plan_id("load_staging", manifest)
+    checkpoints = chunks.StageCheckpoints(
+        ctx.run_store, ctx.entity, ctx.run_id, "load_staging", plan, fresh=not ctx.resume
+    )
+    done = {c.chunk: c for c in checkpoints.done}
+    resumed = len(done)
+    loaded = sum(int(c.data["rows"]) for c in done.values())
     size = 0
     with (
         ctx.connect(config.target.conn_id) as db,
         tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
     ):
         _ensure_staging(db, config)
-        # Empty first, so a rerun of this stage never doubles the rows; the deletes and the loads
-        # commit together (SQLite, InnoDB), so a failed load leaves staging as it was.
-        db.execute(f"DELETE FROM {db.table(config.staging.table)}")
-        try:
-            for part in manifest["parts"]:
-                gz_path = Path(scratch) / "part.csv.gz"
-                csv_path = Path(scratch) / "part.csv"
-                ctx.store.get_file(part["key"], gz_path)
-                with gzip.open(gz_path, "rb") as src, csv_path.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                size += gz_path.stat().st_size
-                gz_path.unlink()
+        staging = db.table(config.staging.table)
+        row = db.quote(ROW_ID)
+        keep_upto = int(checkpoints.last.data["max_row"]) if checkpoints.last else 0
+        if keep_upto == 0 and db.dialect == "mysql":
+            db.execute(f"TRUNCATE TABLE {staging}")  # a fresh load; DDL, instant at any size
+        else:
+            db.execute(f"DELETE FROM {staging} WHERE {row} > {db.placeholder()}", [keep_upto])
+        db.commit()
+        for index, part in enumerate(manifest["parts"]):
+            chunk = chunks.chunk_id(index)
+            if chunk in done:
+                continue
+            gz_path = Path(scratch) / "part.csv.gz"
+            csv_path = Path(scratch) / "part.csv"
+            ctx.store.get_file(part["key"], gz_path)
+            with gzip.open(gz_path, "rb") as src, csv_path.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            size += gz_path.stat().st_size
+            gz_path.unlink()
+            try:
                 n = db.load_csv(config.staging.table, columns, csv_path)
-                csv_path.unlink()
                 if n != part["rows"]:
                     raise StageError(
                         f"{config.entity}: load_staging: {part['uri']} loaded {n} rows, the manifest says "
                         f"{part['rows']}"
                     )
-                loaded += n
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
+                max_row = int(db.query(f"SELECT MAX({row}) FROM {staging}")[0][0] or 0)
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+            csv_path.unlink()
+            failpoints.hit("load_staging.part_committed")
+            checkpoints.record(chunk, {"key": part["key"], "rows": n, "max_row": max_row})
+            loaded += n
     return {
         "rows_in": manifest["rows"],
         "rows_out": loaded,
         "bytes": size,
-        "details": {"load_id": uuid.uuid4().hex, "parts": len(manifest["parts"])},
+        "details": {
+            # Names this staging content: the same after a rerun that loaded nothing new (see translate).
+            "load_id": chunks.plan_id(plan, [(c.chunk, c.written_at) for c in checkpoints.done]),
+            "parts": len(manifest["parts"]),
+            "resumed_parts": resumed,
+        },
     }
 
 
@@ -508,29 +556,47 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             key,
             f"SELECT {exprs} FROM {staging} WHERE {q(ROW_ID)} >= {p} AND {q(ROW_ID)} < {p} ORDER BY {q(ROW_ID)}",
         )
-        written = 0
-        chunks = 0
+        staged = _previous_stats(ctx, "load_staging") or {}
+        plan = chunks.plan_id(
+            "load_target", staged.get("details", {}).get("load_id"), ctx.load_chunk_rows, config.target.table, sql
+        )
+        checkpoints = chunks.StageCheckpoints(
+            ctx.run_store, ctx.entity, ctx.run_id, "load_target", plan, fresh=not ctx.resume
+        )
+        resumed = len(checkpoints.done)
+        written = sum(int(c.data["written"]) for c in checkpoints.done)
         if low is not None:
-            # Chunks by row id, each committed: bounded transactions on RDS. The upsert makes a rerun
-            # (or the retry of a failed chunk) converge to the same contents, never duplicate.
-            start = int(low)
+            # Chunks by row id, each committed and checkpointed: bounded transactions on RDS, and a
+            # rerun resumes after the last checkpointed chunk. The upsert makes the redo of a chunk
+            # that committed but was not checkpointed converge to the same contents, never duplicate.
+            last = checkpoints.last
+            start = int(last.data["end"]) if last else int(low)
+            index = int(last.chunk) + 1 if last else 0
             while start <= int(high):
                 end = start + ctx.load_chunk_rows
                 db.execute(sql, [start, end])
-                db.commit()
-                written += int(
+                n = int(
                     db.query(
                         f"SELECT COUNT(*) FROM {staging} WHERE {q(ROW_ID)} >= {p} AND {q(ROW_ID)} < {p}",
                         [start, end],
                     )[0][0]
                 )
-                chunks += 1
+                db.commit()
+                failpoints.hit("load_target.chunk_committed")
+                checkpoints.record(chunks.chunk_id(index), {"start": start, "end": end, "written": n})
+                written += n
+                index += 1
                 start = end
         target_rows = _count(db, config.target.table)
     return {
         "rows_in": rows_in,
         "rows_out": written,
-        "details": {"target_rows": target_rows, "chunks": chunks, "target": config.target.table},
+        "details": {
+            "target_rows": target_rows,
+            "chunks": len(checkpoints.done),
+            "resumed_chunks": resumed,
+            "target": config.target.table,
+        },
     }
 
 
@@ -573,8 +639,10 @@ def _run_recorded(ctx: RunContext, stage: str) -> StageStats:
     started = dt.datetime.now(dt.UTC)
     attempt = ctx.attempt
     if ctx.run_store is not None:
+        previous = ctx.run_store.get(ctx.entity, ctx.run_id, stage)
+        # Resume an attempt that did not finish; redo a stage that had succeeded from the start.
+        ctx.resume = previous is None or previous.status != "succeeded"
         if attempt is None:
-            previous = ctx.run_store.get(ctx.entity, ctx.run_id, stage)
             attempt = previous.attempt + 1 if previous else 1
         record = StageRecord(
             ctx.entity,

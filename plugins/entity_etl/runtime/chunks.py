@@ -1,0 +1,122 @@
+"""Resumable chunks: keyset ranges of the extract query, and the checkpoints of finished chunks.
+
+The extract splits the entity's query into ranges of its chunk key (``source.chunk_key``, default the
+first dedupe key column): chunk ``i`` holds the rows with ``after_i < key <= upto_i``, where ``upto_i``
+is the key at offset ``chunk_rows`` past ``after_i``, so rows with equal keys never straddle two
+chunks, and a final chunk takes the rows whose key is NULL. Each finished chunk is checkpointed in the
+run store with its object key; a rerun of the run continues after the last checkpointed chunk.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from entity_etl.runtime import failpoints
+from entity_etl.runtime.run_store import Checkpoint, RunStore
+
+NULL_CHUNK = "null"
+
+
+def chunk_id(index: int) -> str:
+    return f"{index:06d}"
+
+
+def plan_id(*parts: Any) -> str:
+    """A fingerprint of what a stage's chunks mean; checkpoints of another plan are discarded."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# -- key values in checkpoints (JSON, typed, so the bound binds as the same type on resume) ---------
+def encode_key(value: Any) -> dict[str, str]:
+    if isinstance(value, bool | int):
+        return {"int": str(int(value))}
+    if isinstance(value, Decimal):
+        return {"decimal": str(value)}
+    if isinstance(value, float):
+        return {"float": repr(value)}
+    if isinstance(value, dt.datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, bytes | bytearray):
+        return {"bytes": base64.b64encode(bytes(value)).decode()}
+    return {"str": str(value)}
+
+
+_DECODERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "decimal": Decimal,
+    "float": float,
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "bytes": base64.b64decode,
+    "str": str,
+}
+
+
+def decode_key(data: dict[str, str]) -> Any:
+    ((kind, text),) = data.items()
+    return _DECODERS[kind](text)
+
+
+# -- SQL around the entity's query -------------------------------------------------------------
+def _inner(sql: str) -> str:
+    # The newline ends a trailing "-- comment" before the closing parenthesis.
+    return f"({sql.strip().rstrip(';').rstrip()}\n) src"
+
+
+def boundary_sql(sql: str, key: str, rows: int, *, first: bool) -> str:
+    """The key ``rows`` rows past ``:chunk_after`` (past the start when ``first``): a chunk's upper bound."""
+    where = f"src.{key} IS NOT NULL" if first else f"src.{key} > :chunk_after"
+    return f"SELECT src.{key} FROM {_inner(sql)} WHERE {where} ORDER BY src.{key} LIMIT 1 OFFSET {rows - 1}"
+
+
+def chunk_sql(sql: str, key: str, *, first: bool, last: bool) -> str:
+    """The rows of one chunk: ``:chunk_after < key <= :chunk_upto`` (open-ended at either end)."""
+    conditions = [f"src.{key} IS NOT NULL" if first else f"src.{key} > :chunk_after"]
+    if not last:
+        conditions.append(f"src.{key} <= :chunk_upto")
+    return f"SELECT * FROM {_inner(sql)} WHERE {' AND '.join(conditions)}"
+
+
+def null_chunk_sql(sql: str, key: str) -> str:
+    return f"SELECT * FROM {_inner(sql)} WHERE src.{key} IS NULL"
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+class StageCheckpoints:
+    """The finished chunks of one stage of one run. Without a run store nothing is kept (no resume).
+
+    ``fresh`` (the stage is being redone after it had succeeded) or checkpoints of another plan
+    discard what is there, so only an unfinished attempt of the same plan is resumed.
+    """
+
+    def __init__(self, store: RunStore | None, entity: str, run_id: str, stage: str, plan: str, *, fresh: bool) -> None:
+        self.store, self.entity, self.run_id, self.stage, self.plan = store, entity, run_id, stage, plan
+        self.done: list[Checkpoint] = []
+        self.discarded = 0
+        if store is None:
+            return
+        existing = store.checkpoints(entity, run_id, stage)
+        if fresh or any(c.plan != plan for c in existing):
+            self.discarded = store.clear_checkpoints(entity, run_id, stage) if existing else 0
+        else:
+            self.done = existing
+
+    @property
+    def last(self) -> Checkpoint | None:
+        return self.done[-1] if self.done else None
+
+    def record(self, chunk: str, data: dict[str, Any]) -> Checkpoint:
+        checkpoint = Checkpoint(self.entity, self.run_id, self.stage, chunk, self.plan, data)
+        if self.store is not None:
+            self.store.put_checkpoint(checkpoint)
+        self.done.append(checkpoint)
+        failpoints.hit(f"{self.stage}.checkpointed")
+        return checkpoint
