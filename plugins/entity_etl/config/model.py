@@ -68,6 +68,9 @@ class StagingConfig(StrictModel):
 class TargetConfig(StrictModel):
     conn_id: ConnId = Field(description="Airflow connection id of the target database (MySQL / RDS).")
     table: TableName = Field(description="Target table; created from `columns` if it does not exist.")
+    chunk_rows: int = Field(
+        200_000, ge=1_000, description="Staged rows per committed (and checkpointed) upsert into the target."
+    )
 
 
 class ColumnConfig(StrictModel):

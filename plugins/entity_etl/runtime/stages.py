@@ -23,6 +23,7 @@ import shutil
 import socket
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,6 @@ class RunContext:
     resolve_connection: ConnectionResolver
     sql_dir: Path
     translator_factory: Callable[[], Translator]
-    load_chunk_rows: int = 200_000
     translate_page: int = 1_000
     scratch_dir: Path | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -313,8 +313,14 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
             gz_path = Path(scratch) / "part.csv.gz"
             csv_path = Path(scratch) / "part.csv"
             ctx.store.get_file(part["key"], gz_path)
-            with gzip.open(gz_path, "rb") as src, csv_path.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            try:
+                with gzip.open(gz_path, "rb") as src, csv_path.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise StageError(
+                    f"{config.entity}: load_staging: {part['uri']} is not a readable gzip part ({exc}); "
+                    "rerun the extract"
+                ) from None
             size += gz_path.stat().st_size
             gz_path.unlink()
             try:
@@ -325,6 +331,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
                         f"{part['rows']}"
                     )
                 max_row = int(db.query(f"SELECT MAX({row}) FROM {staging}")[0][0] or 0)
+                failpoints.hit("load_staging.part_loaded")  # loaded, not yet committed
                 db.commit()
             except BaseException:
                 db.rollback()
@@ -507,6 +514,7 @@ def dedupe(ctx: RunContext) -> dict[str, Any]:
     with ctx.connect(config.target.conn_id) as db:
         before = _count(db, config.staging.table)
         removed = db.execute(dedupe_sql(db, config))
+        failpoints.hit("dedupe.deleted")  # deleted, not yet committed
         db.commit()
         after = _count(db, config.staging.table)
     return {
@@ -558,7 +566,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
         )
         staged = _previous_stats(ctx, "load_staging") or {}
         plan = chunks.plan_id(
-            "load_target", staged.get("details", {}).get("load_id"), ctx.load_chunk_rows, config.target.table, sql
+            "load_target", staged.get("details", {}).get("load_id"), config.target.chunk_rows, config.target.table, sql
         )
         checkpoints = chunks.StageCheckpoints(
             ctx.run_store, ctx.entity, ctx.run_id, "load_target", plan, fresh=not ctx.resume
@@ -573,7 +581,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             start = int(last.data["end"]) if last else int(low)
             index = int(last.chunk) + 1 if last else 0
             while start <= int(high):
-                end = start + ctx.load_chunk_rows
+                end = start + config.target.chunk_rows
                 db.execute(sql, [start, end])
                 n = int(
                     db.query(
@@ -581,6 +589,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
                         [start, end],
                     )[0][0]
                 )
+                failpoints.hit("load_target.chunk_written")  # upserted, not yet committed
                 db.commit()
                 failpoints.hit("load_target.chunk_committed")
                 checkpoints.record(chunks.chunk_id(index), {"start": start, "end": end, "written": n})
