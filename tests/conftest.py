@@ -27,6 +27,12 @@ os.environ["ETL_STATE_DB"] = str(_AIRFLOW_HOME / "etl-state.db")
 from servers import MariaDB, MotoServer, start_mariadb, start_moto  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def own_state_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own run records, checkpoints and leases: tests reuse entity names and run ids."""
+    monkeypatch.setenv("ETL_STATE_DB", str(tmp_path / "etl-state.db"))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import json
 import os
 import random
 import re
@@ -138,9 +139,11 @@ def setup(
     yield from _setup(tmp_path, monkeypatch, mariadb, mariadb_db)
 
 
-def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: MariaDB, db: str) -> Iterator[dict[str, Any]]:
+def _setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: MariaDB, db: str, entity: str = ENTITY
+) -> Iterator[dict[str, Any]]:
     include = make_include(tmp_path)
-    write_entity(include, "acme", ENTITY, SQL)
+    write_entity(include, "acme", entity, SQL)
     conn = server.connect(db)
     create_source(conn)
     conn.close()
@@ -161,8 +164,10 @@ def in_process(setup: dict[str, Any], stage: str) -> dict[str, Any]:
     return run_stage(ctx, stage).to_dict()
 
 
-def etlctl(stage: str, failpoints: str = "", **popen: Any) -> subprocess.Popen[str]:
+def etlctl(stage: str, failpoints: str = "", array_index: int | None = None, **popen: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "ETL_LEASE_OWNER": OWNER, "ETL_FAILPOINTS": failpoints}
+    if array_index is not None:  # as AWS Batch sets it in each child of an array job
+        env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(array_index)
     cmd = [sys.executable, "-m", "entity_etl.cli", "run-stage", "--entity", "acme", "--stage", stage]
     cmd += ["--run-id", RUN_ID, "--interval-start", START.isoformat(), "--interval-end", END.isoformat()]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
@@ -326,3 +331,106 @@ def test_a_corrupt_extract_part_is_one_clear_line(setup: dict[str, Any]) -> None
     part.write_bytes(b"not gzip")
     with pytest.raises(StageError, match=r"^acme: load_staging: .*part-000001.csv.gz is not a readable gzip part"):
         in_process(setup, "load_staging")
+
+
+# -- key-range partitions (AWS Batch array-job children) -------------------------------------------
+SPLIT = ["R05", "R12", "R18"]
+PARTITIONED = ENTITY.replace("chunk_key: region}", f"chunk_key: region, split_points: {SPLIT}}}")
+
+
+@pytest.fixture
+def partitioned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mariadb: MariaDB, mariadb_db: str
+) -> Iterator[dict[str, Any]]:
+    yield from _setup(tmp_path, monkeypatch, mariadb, mariadb_db, PARTITIONED)
+
+
+def in_interval() -> list[tuple[Any, ...]]:
+    return [r for r in source_rows() if r[4] < END.replace(tzinfo=None)]
+
+
+def expected_partition_rows() -> list[int]:
+    """Rows per partition, from the source alone: key <= R05, R05 < key <= R12, ..., > R18 and NULL."""
+    counts = [0] * (len(SPLIT) + 1)
+    for row in in_interval():
+        region = row[1]
+        index = len(SPLIT) if region is None else sum(1 for s in SPLIT if region > s)
+        counts[index] += 1
+    return counts
+
+
+def test_partitions_in_one_process_then_the_exact_target(partitioned: dict[str, Any]) -> None:
+    in_process(partitioned, "cleanup")
+    stats = in_process(partitioned, "extract")  # no partition given: all of them, one after the other
+    assert stats["details"]["partitions"] == [0, 1, 2, 3]
+    assert stats["rows_out"] == ROWS
+    store = open_run_store()
+    per_partition = [
+        sum(c.data["rows"] for c in store.checkpoints("acme", RUN_ID, f"extract.p{i:02d}")) for i in range(4)
+    ]
+    assert per_partition == expected_partition_rows()
+    assert all(n > 0 for n in per_partition)
+    for stage in STAGES[2:]:
+        in_process(partitioned, stage)
+    assert_exact_target(partitioned)
+
+
+def test_array_children_in_parallel_merge_into_one_manifest(partitioned: dict[str, Any]) -> None:
+    in_process(partitioned, "cleanup")
+    children = [etlctl("extract", array_index=i) for i in range(4)]
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [c.returncode for c in children] == [0, 0, 0, 0], [err[-400:] for _, err in outputs]
+    reported = [json.loads(out) for out, _ in outputs]
+    assert sorted(r["details"]["partitions"][0] for r in reported) == [0, 1, 2, 3]
+    assert sorted(r["details"]["partition_rows"] for r in reported) == sorted(expected_partition_rows())
+    # The last child to finish wrote the manifest and the whole stage's record.
+    manifest = json.loads(next(partitioned["store"].rglob("_manifest.json")).read_text())
+    assert manifest["rows"] == ROWS and manifest["split_points"] == SPLIT
+    records = {r.stage: r for r in open_run_store().run_records("acme", RUN_ID)}
+    assert {f"extract.p{i:02d}" for i in range(4)} <= set(records)
+    assert records["extract"].status == "succeeded" and records["extract"].stats["rows_out"] == ROWS
+    for stage in STAGES[2:]:
+        in_process(partitioned, stage)
+    assert_exact_target(partitioned)
+
+
+def test_a_killed_array_child_resumes_and_completes_the_merge(partitioned: dict[str, Any]) -> None:
+    in_process(partitioned, "cleanup")
+    killed = etlctl("extract", "extract.checkpointed=kill@1", array_index=2)
+    others = [etlctl("extract", array_index=i) for i in (0, 1, 3)]
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert [o.wait(timeout=120) for o in others] == [0, 0, 0]
+    assert not list(partitioned["store"].rglob("_manifest.json"))  # partition 2 is unfinished: no manifest
+    with pytest.raises(StageError, match=r"^acme: no finished extract for run"):
+        in_process(partitioned, "load_staging")
+    retry = etlctl("extract", array_index=2)  # Batch retries the failed child
+    out, err = retry.communicate(timeout=120)
+    assert retry.returncode == 0, err[-400:]
+    stats = json.loads(out)
+    assert stats["details"]["resumed_chunks"] == 1 and stats["rows_out"] == ROWS
+    for stage in STAGES[2:]:
+        in_process(partitioned, stage)
+    assert_exact_target(partitioned)
+
+
+def test_a_partition_out_of_range_and_bad_split_points_are_refused(partitioned: dict[str, Any], tmp_path: Path) -> None:
+    in_process(partitioned, "cleanup")
+    proc = etlctl("extract", array_index=4)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert (
+        "etlctl: error: acme: extract: partition 4 does not exist; source.split_points gives 4 partition(s), 0 to 3"
+        in err
+    )
+    from entity_etl.config.loader import load_entities
+
+    for bad, message in (("[R12, R05]", "must be strictly increasing"), ("[1, R05]", "mixes numbers and strings")):
+        write_entity(
+            partitioned["include"],
+            "acme",
+            ENTITY.replace("chunk_key: region}", f"chunk_key: region, split_points: {bad}}}"),
+            SQL,
+        )
+        (problem,) = load_entities(partitioned["include"] / "entities", partitioned["include"] / "sql").problems
+        assert "source.split_points" in str(problem) and message in str(problem)

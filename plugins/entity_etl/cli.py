@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,23 @@ def _cmd_run_stage(args: argparse.Namespace) -> int:
         interval_end=args.interval_end,
         object_store_url=args.object_store,
     )
+    ctx.partition = _partition(args)
     stats = run_stage(ctx, args.stage)
     print(format_table([stats]), file=sys.stderr)
     print(stats.to_json())
     return 0
+
+
+def _partition(args: argparse.Namespace) -> int | None:
+    """``--partition``, else an AWS Batch array child's ``AWS_BATCH_JOB_ARRAY_INDEX`` (extract only)."""
+    if args.partition is not None:
+        return int(args.partition)
+    index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    if args.stage != "extract" or not index:
+        return None
+    if not index.isdigit():
+        raise ValueError(f"AWS_BATCH_JOB_ARRAY_INDEX={index!r} is not an index")
+    return int(index)
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -108,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--interval-start", required=True, help="ISO 8601, e.g. 2024-01-01T00:00:00+00:00")
     run.add_argument("--interval-end", required=True)
     run.add_argument("--object-store", help="override ETL_OBJECT_STORE_URL")
+    run.add_argument(
+        "--partition",
+        type=int,
+        help="extract only this key-range partition (default: $AWS_BATCH_JOB_ARRAY_INDEX, else all)",
+    )
     run.set_defaults(func=_cmd_run_stage)
     runs = sub.add_parser("runs", help="list the run store's records of one entity")
     runs.add_argument("--entity", required=True)

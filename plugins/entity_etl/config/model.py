@@ -7,6 +7,7 @@ lines with a "did you mean" hint.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from typing import Annotated, Literal
 
@@ -56,6 +57,21 @@ class SourceConfig(StrictModel):
         description="Column the extract is chunked by (keyset ranges, each chunk checkpointed for resume). "
         "Default: the first dedupe key column. Best the leading column of an index in the source.",
     )
+    split_points: list[int | str] = Field(
+        default_factory=list,
+        max_length=99,
+        description="chunk_key values that cut the extract into len+1 key-range partitions (key <= first, ..., "
+        "key > last and NULL keys); on AWS Batch the extract is then an array job, one child per partition.",
+    )
+
+    @field_validator("split_points")
+    @classmethod
+    def _increasing(cls, value: list[int | str]) -> list[int | str]:
+        if len({type(v) for v in value}) > 1:
+            raise ValueError("mixes numbers and strings; quote them all or none")
+        if any(b <= a for a, b in itertools.pairwise(value)):  # type: ignore[operator]
+            raise ValueError(f"must be strictly increasing: {value}")
+        return value
 
 
 class StagingConfig(StrictModel):
@@ -247,6 +263,11 @@ class EntityConfig(StrictModel):
     def extract_chunk_key(self) -> str:
         """The column the extract is chunked by."""
         return self.source.chunk_key or self.dedupe.key[0]
+
+    @property
+    def extract_partitions(self) -> int:
+        """Key-range partitions of the extract (``source.split_points`` + 1)."""
+        return len(self.source.split_points) + 1
 
     @property
     def dag_id(self) -> str:

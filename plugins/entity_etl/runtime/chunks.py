@@ -5,6 +5,10 @@ first dedupe key column): chunk ``i`` holds the rows with ``after_i < key <= upt
 is the key at offset ``chunk_rows`` past ``after_i``, so rows with equal keys never straddle two
 chunks, and a final chunk takes the rows whose key is NULL. Each finished chunk is checkpointed in the
 run store with its object key; a rerun of the run continues after the last checkpointed chunk.
+
+``source.split_points`` cut the key space into partitions (``key <= s0``, ``s0 < key <= s1``, ...,
+``key > s_last`` and the NULL keys), each chunked the same way within its range, with checkpoints of
+its own: the children of an AWS Batch array job take one partition each.
 """
 
 from __future__ import annotations
@@ -71,18 +75,25 @@ def _inner(sql: str) -> str:
     return f"({sql.strip().rstrip(';').rstrip()}\n) src"
 
 
-def boundary_sql(sql: str, key: str, rows: int, *, first: bool) -> str:
-    """The key ``rows`` rows past ``:chunk_after`` (past the start when ``first``): a chunk's upper bound."""
-    where = f"src.{key} IS NOT NULL" if first else f"src.{key} > :chunk_after"
-    return f"SELECT src.{key} FROM {_inner(sql)} WHERE {where} ORDER BY src.{key} LIMIT 1 OFFSET {rows - 1}"
-
-
-def chunk_sql(sql: str, key: str, *, first: bool, last: bool) -> str:
-    """The rows of one chunk: ``:chunk_after < key <= :chunk_upto`` (open-ended at either end)."""
-    conditions = [f"src.{key} IS NOT NULL" if first else f"src.{key} > :chunk_after"]
-    if not last:
+def _range(key: str, *, lower: bool, upper: bool) -> str:
+    conditions = [f"src.{key} > :chunk_after" if lower else f"src.{key} IS NOT NULL"]
+    if upper:
         conditions.append(f"src.{key} <= :chunk_upto")
-    return f"SELECT * FROM {_inner(sql)} WHERE {' AND '.join(conditions)}"
+    return " AND ".join(conditions)
+
+
+def boundary_sql(sql: str, key: str, rows: int, *, lower: bool, upper: bool) -> str:
+    """The key ``rows`` rows past ``:chunk_after`` (or the start), within ``:chunk_upto`` (the
+    partition's upper bound) when ``upper``: a chunk's upper bound, or nothing when fewer rows remain."""
+    return (
+        f"SELECT src.{key} FROM {_inner(sql)} WHERE {_range(key, lower=lower, upper=upper)} "
+        f"ORDER BY src.{key} LIMIT 1 OFFSET {rows - 1}"
+    )
+
+
+def chunk_sql(sql: str, key: str, *, lower: bool, upper: bool) -> str:
+    """The rows of one chunk: ``:chunk_after < key <= :chunk_upto``, open-ended where a bound is off."""
+    return f"SELECT * FROM {_inner(sql)} WHERE {_range(key, lower=lower, upper=upper)}"
 
 
 def null_chunk_sql(sql: str, key: str) -> str:
@@ -118,5 +129,5 @@ class StageCheckpoints:
         if self.store is not None:
             self.store.put_checkpoint(checkpoint)
         self.done.append(checkpoint)
-        failpoints.hit(f"{self.stage}.checkpointed")
+        failpoints.hit(f"{self.stage.split('.')[0]}.checkpointed")  # extract.p02 -> extract.checkpointed
         return checkpoint

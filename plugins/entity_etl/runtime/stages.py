@@ -76,6 +76,8 @@ class RunContext:
     #: Continue an unfinished attempt from its checkpoints; False when the stage had already succeeded
     #: and is being redone (set by :func:`run_stage` from the run store).
     resume: bool = True
+    #: The extract partition of an array-job child (``AWS_BATCH_JOB_ARRAY_INDEX``); None: all of them.
+    partition: int | None = None
 
     @property
     def entity(self) -> str:
@@ -164,6 +166,9 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     """Keyset chunks of the source query to gzip CSV parts, each checkpointed; then the manifest.
 
     A rerun of an unfinished extract continues after the last checkpointed chunk (see ``chunks``).
+    With ``source.split_points``, ``ctx.partition`` picks one key-range partition (an array-job
+    child); ``None`` runs them all, one after the other. The manifest is written once every
+    partition has its own.
     """
     config = ctx.config
     sql_path = ctx.sql_dir / config.source.extract_sql
@@ -171,95 +176,180 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         sql = sql_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StageError(f"{config.entity}: extract: cannot read {sql_path}: {exc.strerror}") from None
+    count = config.extract_partitions
+    if ctx.partition is not None and not 0 <= ctx.partition < count:
+        raise StageError(
+            f"{config.entity}: extract: partition {ctx.partition} does not exist; "
+            f"source.split_points gives {count} partition(s), 0 to {count - 1}"
+        )
+    mine = range(count) if ctx.partition is None else [ctx.partition]
+    partials: dict[int, dict[str, Any]] = {}
+    resumed = 0
+    with ctx.connect(config.source.conn_id) as db, tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
+        for index in mine:
+            partials[index], done_before = _extract_partition(ctx, db, Path(scratch), sql, sql_path, index)
+            resumed += done_before
+    own = [p for index in mine for p in partials[index]["parts"]]
+    merged = _merge_partitions(ctx, sql, partials)
+    # The whole extract's figures once it is complete (the merging child of an array job reports them
+    # for all); an array child that is not the last reports its own partition.
+    parts = merged["parts"] if merged else own
+    rows = sum(p["rows"] for p in parts)
+    return {
+        "rows_in": rows,
+        "rows_out": rows,
+        "bytes": sum(p["bytes"] for p in parts),
+        "details": {
+            "parts": len(parts),
+            "chunk_key": config.extract_chunk_key,
+            "partitions": list(mine) if count > 1 else None,
+            "partition_rows": sum(p["rows"] for p in own) if count > 1 else None,
+            "resumed_chunks": resumed,
+            "manifest": ctx.store.uri(ctx.manifest_key) if merged else None,
+        },
+    }
+
+
+def _partition_prefix(ctx: RunContext, index: int) -> str:
+    return ctx.extract_prefix if ctx.config.extract_partitions == 1 else f"{ctx.extract_prefix}p{index:02d}/"
+
+
+def _partition_plan(ctx: RunContext, sql: str, index: int) -> str:
+    config = ctx.config
+    return chunks.plan_id(
+        "extract" if config.extract_partitions == 1 else f"extract.p{index:02d}",
+        ctx.store.uri(_partition_prefix(ctx, index)),
+        sql,
+        config.extract_chunk_key,
+        config.source.chunk_rows,
+        [c.name for c in config.columns],
+        ctx.interval_params(),
+        config.source.split_points,
+    )
+
+
+def _extract_partition(
+    ctx: RunContext, db: Database, scratch: Path, sql: str, sql_path: Path, index: int
+) -> tuple[dict[str, Any], int]:
+    """Extract one key-range partition; return its partial manifest and how many chunks were resumed."""
+    config = ctx.config
     expected = [c.name for c in config.columns]
     rows_per_chunk = config.source.chunk_rows
     key_column = config.extract_chunk_key
-    plan = chunks.plan_id("extract", sql, key_column, rows_per_chunk, expected, ctx.interval_params())
-    checkpoints = chunks.StageCheckpoints(ctx.run_store, ctx.entity, ctx.run_id, "extract", plan, fresh=not ctx.resume)
+    split = config.source.split_points
+    count = len(split) + 1
+    lower_bound = split[index - 1] if index > 0 else None
+    upper_bound = split[index] if index < count - 1 else None
+    stage = "extract" if count == 1 else f"extract.p{index:02d}"
+    prefix = _partition_prefix(ctx, index)
+    plan = _partition_plan(ctx, sql, index)
+    checkpoints = chunks.StageCheckpoints(ctx.run_store, ctx.entity, ctx.run_id, stage, plan, fresh=not ctx.resume)
     if not checkpoints.done:
-        # A fresh extract: remove any parts of an earlier attempt. The manifest is what counts, and it
-        # is written last, so a reader never sees a half-finished extract.
-        ctx.store.delete_prefix(ctx.extract_prefix)
+        # A fresh start: remove the parts of an earlier attempt, and the merged manifest, which is
+        # written last, so a reader never sees a half-finished extract.
+        ctx.store.delete_prefix(prefix)
+        ctx.store.delete_prefix(ctx.manifest_key)
     resumed = len(checkpoints.done)
-    with ctx.connect(config.source.conn_id) as db, tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
-        key = db.quote(key_column)
-        params = ctx.interval_params()
+    key = db.quote(key_column)
+    params = ctx.interval_params()
 
-        def run_chunk(chunk: str, chunk_query: str, bounds: dict[str, Any], extra: dict[str, Any]) -> None:
-            names, batches = db.stream(chunk_query, {**params, **bounds}, config.source.fetch_rows)
-            missing = [c for c in expected if c not in names]
-            unexpected = [c for c in names if c not in expected]
-            if missing or unexpected:
-                raise StageError(
-                    f"{config.entity}: extract: query columns do not match the entity's columns"
-                    + (f"; missing {missing}" if missing else "")
-                    + (f"; unexpected {unexpected}" if unexpected else "")
-                    + f" ({sql_path})"
-                )
-            order = [names.index(c) for c in expected]
-            path = Path(scratch) / f"part-{chunk}.csv.gz"
-            rows = _write_part(ctx, path, batches, None if order == list(range(len(names))) else order)
-            part: dict[str, Any] = {"key": None, "uri": None, "rows": rows, "bytes": 0}
-            if rows:
-                part["key"] = ctx.extract_prefix + path.name
-                part["uri"] = ctx.store.put_file(part["key"], path)
-                part["bytes"] = path.stat().st_size
-                failpoints.hit("extract.part_uploaded")
-            path.unlink()
-            checkpoints.record(chunk, {**part, **extra})
+    def run_chunk(chunk: str, chunk_query: str, bounds: dict[str, Any], extra: dict[str, Any]) -> None:
+        names, batches = db.stream(chunk_query, {**params, **bounds}, config.source.fetch_rows)
+        missing = [c for c in expected if c not in names]
+        unexpected = [c for c in names if c not in expected]
+        if missing or unexpected:
+            raise StageError(
+                f"{config.entity}: extract: query columns do not match the entity's columns"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {unexpected}" if unexpected else "")
+                + f" ({sql_path})"
+            )
+        order = [names.index(c) for c in expected]
+        path = scratch / f"part-{chunk}.csv.gz"
+        rows = _write_part(ctx, path, batches, None if order == list(range(len(names))) else order)
+        part: dict[str, Any] = {"key": None, "uri": None, "rows": rows, "bytes": 0}
+        if rows:
+            part["key"] = prefix + path.name
+            part["uri"] = ctx.store.put_file(part["key"], path)
+            part["bytes"] = path.stat().st_size
+            failpoints.hit("extract.part_uploaded")
+        path.unlink()
+        checkpoints.record(chunk, {**part, **extra})
 
-        last = checkpoints.last
-        if last is None or last.chunk != chunks.NULL_CHUNK:
-            index = 0 if last is None else int(last.chunk) + 1
-            after = None if last is None else last.data.get("upto")
-            finished = last is not None and after is None  # the open-ended last range is done
-            while not finished:
-                first = after is None
-                bounds: dict[str, Any] = {} if after is None else {"chunk_after": chunks.decode_key(after)}
-                try:
-                    found = db.query(
-                        db.bind_interval(chunks.boundary_sql(sql, key, rows_per_chunk, first=first)),
-                        {**params, **bounds},
-                    )
-                except DatabaseError as exc:  # said as the streamed chunk query says it
-                    conn = db.info.conn_id
-                    raise DatabaseError(f"{conn}: source query failed: {str(exc).removeprefix(f'{conn}: ')}") from None
-                upto = chunks.encode_key(found[0][0]) if found else None
-                query = chunks.chunk_sql(sql, key, first=first, last=upto is None)
-                run_chunk(
-                    chunks.chunk_id(index),
-                    query,
-                    {**bounds, **({"chunk_upto": found[0][0]} if found else {})},
-                    {"after": after, "upto": upto},
+    last = checkpoints.last
+    if last is None or last.chunk != chunks.NULL_CHUNK:
+        chunk_index = 0 if last is None else int(last.chunk) + 1
+        after = chunks.encode_key(lower_bound) if lower_bound is not None else None
+        if last is not None:
+            after = last.data.get("upto")
+        finished = last is not None and last.data.get("upto") == last.data.get("end")
+        while not finished:
+            bounds: dict[str, Any] = {} if after is None else {"chunk_after": chunks.decode_key(after)}
+            if upper_bound is not None:
+                bounds["chunk_upto"] = upper_bound
+            try:
+                found = db.query(
+                    db.bind_interval(
+                        chunks.boundary_sql(
+                            sql, key, rows_per_chunk, lower=after is not None, upper=upper_bound is not None
+                        )
+                    ),
+                    {**params, **bounds},
                 )
-                finished = upto is None
-                after = upto
-                index += 1
+            except DatabaseError as exc:  # said as the streamed chunk query says it
+                conn = db.info.conn_id
+                raise DatabaseError(f"{conn}: source query failed: {str(exc).removeprefix(f'{conn}: ')}") from None
+            if found:
+                upto: dict[str, str] | None = chunks.encode_key(found[0][0])
+                bounds["chunk_upto"] = found[0][0]
+            else:  # fewer than chunk_rows rows remain: the rest of the partition
+                upto = chunks.encode_key(upper_bound) if upper_bound is not None else None
+            end = chunks.encode_key(upper_bound) if upper_bound is not None else None
+            query = chunks.chunk_sql(sql, key, lower=after is not None, upper="chunk_upto" in bounds)
+            run_chunk(chunks.chunk_id(chunk_index), query, bounds, {"after": after, "upto": upto, "end": end})
+            finished = upto == end
+            after = upto
+            chunk_index += 1
+        if upper_bound is None:  # the last partition also takes the NULL keys
             run_chunk(chunks.NULL_CHUNK, chunks.null_chunk_sql(sql, key), {}, {"after": None, "upto": None})
-    parts = [{k: c.data[k] for k in ("key", "uri", "rows", "bytes")} for c in checkpoints.done if c.data["rows"]]
-    total = sum(p["rows"] for p in parts)
+    partial = {
+        "partition": index,
+        "plan": plan,
+        "parts": [{k: c.data[k] for k in ("key", "uri", "rows", "bytes")} for c in checkpoints.done if c.data["rows"]],
+    }
+    if count > 1:
+        ctx.store.put_bytes(f"{prefix}_partition.json", json.dumps(partial, indent=2).encode())
+    return partial, resumed
+
+
+def _merge_partitions(ctx: RunContext, sql: str, partials: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """Write the manifest once every partition has its part list of this plan; return it (or None)."""
+    config = ctx.config
+    count = config.extract_partitions
+    for index in range(count):
+        if index in partials:
+            continue
+        try:
+            partial = json.loads(ctx.store.get_bytes(f"{_partition_prefix(ctx, index)}_partition.json"))
+        except FileNotFoundError:
+            return None  # another array child is still extracting; the last one writes the manifest
+        if partial.get("plan") != _partition_plan(ctx, sql, index):
+            return None  # left by an extract of another plan: that partition has yet to run
+        partials[index] = partial
+    parts = [part for index in range(count) for part in partials[index]["parts"]]
     manifest = {
         "entity": config.entity,
         "run_id": ctx.run_id,
         "interval": ctx.interval_params(),
-        "columns": expected,
+        "columns": [c.name for c in config.columns],
         "format": "csv+gzip; NULL unquoted, values quoted",
-        "chunk_key": key_column,
-        "rows": total,
+        "chunk_key": config.extract_chunk_key,
+        "split_points": list(config.source.split_points),
+        "rows": sum(p["rows"] for p in parts),
         "parts": parts,
     }
     ctx.store.put_bytes(ctx.manifest_key, json.dumps(manifest, indent=2).encode())
-    return {
-        "rows_in": total,
-        "rows_out": total,
-        "bytes": sum(p["bytes"] for p in parts),
-        "details": {
-            "parts": len(parts),
-            "chunk_key": key_column,
-            "resumed_chunks": resumed,
-            "manifest": ctx.store.uri(ctx.manifest_key),
-        },
-    }
+    return manifest
 
 
 def read_manifest(ctx: RunContext) -> dict[str, Any]:
@@ -644,11 +734,19 @@ def run_stage(ctx: RunContext, stage: str) -> StageStats:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
 
 
+def record_name(ctx: RunContext, stage: str) -> str:
+    """The run-store record of this stage run: ``extract.pNN`` for one partition of an array job."""
+    if stage == "extract" and ctx.partition is not None and ctx.config.extract_partitions > 1:
+        return f"extract.p{ctx.partition:02d}"
+    return stage
+
+
 def _run_recorded(ctx: RunContext, stage: str) -> StageStats:
     started = dt.datetime.now(dt.UTC)
     attempt = ctx.attempt
+    name = record_name(ctx, stage)
     if ctx.run_store is not None:
-        previous = ctx.run_store.get(ctx.entity, ctx.run_id, stage)
+        previous = ctx.run_store.get(ctx.entity, ctx.run_id, name)
         # Resume an attempt that did not finish; redo a stage that had succeeded from the start.
         ctx.resume = previous is None or previous.status != "succeeded"
         if attempt is None:
@@ -656,7 +754,7 @@ def _run_recorded(ctx: RunContext, stage: str) -> StageStats:
         record = StageRecord(
             ctx.entity,
             ctx.run_id,
-            stage,
+            name,
             "running",
             attempt=attempt,
             started_at=started.isoformat(),
@@ -665,46 +763,58 @@ def _run_recorded(ctx: RunContext, stage: str) -> StageStats:
         try:
             ctx.run_store.put(record)
         except StaleUpdateError as exc:
-            raise StageError(f"{ctx.entity}: {stage}: not started: {exc}") from exc
+            raise StageError(f"{ctx.entity}: {name}: not started: {exc}") from exc
     t0 = time.perf_counter()
     try:
-        stats = _execute(ctx, stage, started, t0)
+        stats = _execute(ctx, stage, name, started, t0)
     except StageError as exc:
-        _finish(ctx, stage, attempt, started, None, str(exc), time.perf_counter() - t0)
+        _finish(ctx, stage, name, attempt, started, None, str(exc), time.perf_counter() - t0)
         raise
-    _finish(ctx, stage, attempt, started, stats, "", stats.duration_s)
+    _finish(ctx, stage, name, attempt, started, stats, "", stats.duration_s)
+    if name != stage and stats.details.get("manifest"):
+        # The array child that completed the extract also records (and reports) the whole stage.
+        _finish(ctx, stage, stage, attempt, started, stats, "", stats.duration_s, emit=False)
+        ctx.store.put_bytes(ctx.stats_key(name), stats.to_json().encode())
     return stats
 
 
 def _finish(
     ctx: RunContext,
     stage: str,
+    name: str,
     attempt: int | None,
     started: dt.datetime,
     stats: StageStats | None,
     error: str,
     duration_s: float,
+    *,
+    emit: bool = True,
 ) -> None:
-    if ctx.metrics is not None:
+    if ctx.metrics is not None and emit:
         ctx.metrics.emit(ctx.entity, stage, stage_metrics(stats, failed=stats is None, duration_s=duration_s))
     if ctx.run_store is not None:
-        ctx.run_store.put(
-            StageRecord(
-                ctx.entity,
-                ctx.run_id,
-                stage,
-                "succeeded" if stats is not None else "failed",
-                attempt=attempt or 1,
-                started_at=started.isoformat(),
-                ended_at=now_iso(),
-                stats=stats.to_dict() if stats is not None else {},
-                error=error[:2000],
-                batch_job_id=ctx.batch_job_id,
+        try:
+            ctx.run_store.put(
+                StageRecord(
+                    ctx.entity,
+                    ctx.run_id,
+                    name,
+                    "succeeded" if stats is not None else "failed",
+                    attempt=attempt or 1,
+                    started_at=started.isoformat(),
+                    ended_at=now_iso(),
+                    stats=stats.to_dict() if stats is not None else {},
+                    error=error[:2000],
+                    batch_job_id=ctx.batch_job_id,
+                )
             )
-        )
+        except StaleUpdateError:
+            if name == stage and stats is not None and record_name(ctx, stage) != stage:
+                return  # another array child already recorded the completed extract
+            raise
 
 
-def _execute(ctx: RunContext, stage: str, started: dt.datetime, t0: float) -> StageStats:
+def _execute(ctx: RunContext, stage: str, name: str, started: dt.datetime, t0: float) -> StageStats:
     try:
         result = STAGE_FUNCTIONS[stage](ctx)
     except StageError:
@@ -727,5 +837,5 @@ def _execute(ctx: RunContext, stage: str, started: dt.datetime, t0: float) -> St
         finished_at=dt.datetime.now(dt.UTC).isoformat(),
         details=result.get("details", {}),
     )
-    ctx.store.put_bytes(ctx.stats_key(stage), stats.to_json().encode())
+    ctx.store.put_bytes(ctx.stats_key(name), stats.to_json().encode())
     return stats
