@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -44,7 +44,7 @@ from entity_etl.orchestration.notifier import (
     redact,
     run_too_long_alert,
 )
-from servers import MotoServer, start_moto
+from servers import MotoServer, free_port, start_moto
 
 pytestmark = pytest.mark.moto
 
@@ -783,6 +783,29 @@ def test_repeated_5xx_goes_to_the_dead_letter_queue(
     (error,) = [line for line in log_lines(capsys) if line["level"] == "ERROR"]
     assert "NOT delivered" in error["message"] and error["reason_code"] == "delivery_failed"
     assert (error["kind"], error["entity"]) == ("task_failed", "de")
+
+
+def test_an_unreachable_webhook_goes_to_the_dead_letter_queue(
+    aws: MotoServer,
+    lam: ModuleType,
+    de_dag: Any,
+    airflow_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lam.reset_caches()
+    closed = SimpleNamespace(url=f"http://127.0.0.1:{free_port()}/workflows/{SIG}")  # nothing listens there
+    dlq = teams_setup(closed, monkeypatch)  # type: ignore[arg-type]
+    message = task_failed_message(de_dag)
+    assert lam.handler(sns_event(message), LambdaContext()) == {"delivered": 0, "dead_lettered": 1}
+    (letter,) = dead_letters(dlq)
+    assert letter["message"] == message
+    assert letter["reason_code"] == "delivery_failed"
+    assert letter["reason"].endswith("after 3 attempts") and "refused" in letter["reason"].lower()
+    lines = log_lines(capsys)
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert "NOT delivered" in error["message"]
+    assert all(SIG not in json.dumps(line) for line in lines)  # the signed URL is never logged
 
 
 def test_a_rejected_card_is_not_retried(
