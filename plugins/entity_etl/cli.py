@@ -14,6 +14,7 @@ from typing import Any
 
 from entity_etl.config.loader import EntityConfigError, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
+from entity_etl.runtime.remote_include import RemoteIncludeError
 from entity_etl.runtime.stages import STAGES, StageError, run_stage
 from entity_etl.runtime.stats import format_table
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"etlctl: error: {problem}", file=sys.stderr)
         return 2
-    except (StageError, ValueError) as exc:
+    except (StageError, RemoteIncludeError, ValueError) as exc:
         print(f"etlctl: error: {exc}", file=sys.stderr)
         return 1
 

@@ -14,6 +14,7 @@ from entity_etl.config.model import ComputeConfig
 #: that orchestrator and container agree on where extracts live and how connections resolve.
 FORWARDED_ENV = (
     "ETL_OBJECT_STORE_URL",
+    "ETL_INCLUDE_URL",
     "ETL_SECRETS_BACKEND",
     "ETL_SECRETS_PREFIX",
     "ETL_TRANSLATOR",

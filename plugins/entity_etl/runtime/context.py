@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from entity_etl.config.loader import default_paths, find_entity
-from entity_etl.runtime import settings
+from entity_etl.runtime import remote_include, settings
 from entity_etl.runtime.connections import ConnectionResolver, resolve_connection
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.metrics import open_metrics
@@ -41,6 +41,11 @@ def build_context(
     lease_owner: str | None = None,
     attempt: int | None = None,
 ) -> RunContext:
+    if entities_dir is None and sql_dir is None and os.environ.get(remote_include.ENV):
+        # The Batch job: the entity's files as Airflow sees them, not the image's build-time copy.
+        entities_dir, sql_dir = remote_include.fetch_entity_files(
+            os.environ[remote_include.ENV], entity, settings.scratch_dir()
+        )
     default_entities, default_sql = default_paths()
     config = find_entity(entity, entities_dir or default_entities, sql_dir or default_sql)
     start, end = parse_timestamp(interval_start), parse_timestamp(interval_end)

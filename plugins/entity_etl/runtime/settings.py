@@ -7,6 +7,7 @@
 | ETL_SECRETS_BACKEND     | ``aws`` to also look up Secrets Manager              | ``env``                      |
 | ETL_SECRETS_PREFIX      | Secrets Manager prefix for connections              | ``airflow/connections``      |
 | ETL_INCLUDE_DIR         | folder holding ``entities/`` and ``sql/``            | the repo's ``include/``      |
+| ETL_INCLUDE_URL         | fetch the entity's files from there per run (Batch)  | unset: ``ETL_INCLUDE_DIR``   |
 | ETL_SCRATCH_DIR         | local temporary files                                 | the system temp dir          |
 """
 
