@@ -88,6 +88,10 @@ class MariaDB:
 
 def _spawn_mariadbd(datadir: Path, sock: str, port: int) -> subprocess.Popen[bytes]:
     log = (datadir.parent / "mariadb.log").open("ab")
+    # The server's own temporary files (big dedupes spill to on-disk tables there), next to its data
+    # rather than in the shared /tmp, which they could fill and where other jobs' clean-ups run.
+    tmpdir = datadir.parent / "tmp"
+    tmpdir.mkdir(exist_ok=True)
     return subprocess.Popen(
         [
             shutil.which("mariadbd") or "/usr/sbin/mariadbd",
@@ -96,6 +100,7 @@ def _spawn_mariadbd(datadir: Path, sock: str, port: int) -> subprocess.Popen[byt
             f"--datadir={datadir}",
             f"--socket={sock}",
             f"--port={port}",
+            f"--tmpdir={tmpdir}",
             "--bind-address=127.0.0.1",
             "--skip-log-bin",
             "--local-infile=1",

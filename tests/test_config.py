@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -269,3 +270,50 @@ def test_run_stage_on_an_invalid_entity_names_file_and_field(include: Path, tmp_
 def test_bad_notify_settings(include: Path, notify: str, field: str, message: str) -> None:
     (problem,) = _problems(include, "xx", MINIMAL.format(name="xx") + notify)
     assert f": {field}: " in problem and message in problem
+
+
+# -- load_entities() validates a file once per process, while nothing its result depends on changes ------
+def test_a_rewritten_file_is_validated_again_even_with_the_same_size_and_mtime(include: Path) -> None:
+    path = write_entity(include, "xx")
+    stat = path.stat()
+    assert load_entities(include / "entities", include / "sql", env={}).entities["xx"].staging.table == "stg_xx"
+    path.write_text(path.read_text().replace("stg_xx", "stg_yy"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert load_entities(include / "entities", include / "sql", env={}).entities["xx"].staging.table == "stg_yy"
+
+
+def test_a_validated_file_follows_the_variables_it_references(include: Path) -> None:
+    write_entity(include, "xx", MINIMAL.format(name="xx").replace("conn_id: tgt", "conn_id: ${TARGET_CONN}"))
+
+    def load(env: dict[str, str]) -> Any:
+        return load_entities(include / "entities", include / "sql", env=env)
+
+    assert load({"TARGET_CONN": "rds_a"}).entities["xx"].target.conn_id == "rds_a"
+    assert load({"TARGET_CONN": "rds_a", "UNRELATED": "1"}).entities["xx"].target.conn_id == "rds_a"
+    assert load({"TARGET_CONN": "rds_b"}).entities["xx"].target.conn_id == "rds_b"
+    (problem,) = load({}).problems
+    assert str(problem).endswith(": target.conn_id: environment variable ${TARGET_CONN} is not set")
+
+
+def test_a_validated_file_follows_the_defaults_and_its_sql_file(include: Path) -> None:
+    write_entity(include, "xx")
+    assert load_entities(include / "entities", include / "sql", env={}).entities["xx"].owner == "data-platform"
+    (include / "entities" / "_defaults.yaml").write_text("owner: team-x\n")
+    assert load_entities(include / "entities", include / "sql", env={}).entities["xx"].owner == "team-x"
+    (include / "sql" / "xx" / "extract.sql").unlink()
+    (problem,) = load_entities(include / "entities", include / "sql", env={}).problems
+    assert problem.field == "source.extract_sql" and "SQL file not found" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("entity: xx\nkey: &x [1]\nother: *y\n", "invalid YAML: found undefined alias 'y'"),
+        ("entity: xx\ncolumns:\n\t- a\n", "invalid YAML: found character '\\t' that cannot start any token"),
+    ],
+)
+def test_yaml_errors_keep_pyyamls_wording(include: Path, text: str, message: str) -> None:
+    """libyaml parses; PyYAML words the errors (libyaml leaves out the alias name and the character)."""
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith(message), problem

@@ -41,3 +41,22 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
     if isinstance(value, list):
         return [interpolate(v, env, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value)]
     return value
+
+
+def placeholders(value: Any) -> list[tuple[str, str]]:
+    """Every ``${NAME}`` in ``value``'s strings as ``("", NAME)``, and every ``$${NAME}`` escape as ``("$", NAME)``.
+
+    With none, :func:`interpolate` returns an equal copy; the non-escaped names are the variables it reads.
+    """
+    found: list[tuple[str, str]] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "$" in item:
+                found.extend(_VAR.findall(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found

@@ -19,13 +19,20 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from entity_etl.config.interpolation import UnsetVariableError, interpolate
+from entity_etl.config.interpolation import UnsetVariableError, interpolate, placeholders
 from entity_etl.config.model import EntityConfig
+from entity_etl.config.validation_memo import ValidationMemo
+from entity_etl.runtime.settings import include_dir
+
+try:  # libyaml's parser: about 10x faster than PyYAML's pure-Python one (bench/README.md)
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # a PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 DEFAULTS_FILE = "_defaults.yaml"
 
 
-class _Yaml12BoolLoader(yaml.SafeLoader):
+class _Yaml12BoolLoader(_SafeLoader):
     """SafeLoader where only true/false are booleans (as in YAML 1.2).
 
     PyYAML follows YAML 1.1, where unquoted ``no``, ``off``, ``yes``, ``on`` are booleans, so
@@ -34,13 +41,18 @@ class _Yaml12BoolLoader(yaml.SafeLoader):
     """
 
 
-_Yaml12BoolLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12BoolLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+class _Yaml12BoolPyLoader(yaml.SafeLoader):
+    """The same, in pure Python: only to word the error when libyaml rejects a file (see ``_parse_yaml``)."""
+
+
+for _loader in (_Yaml12BoolLoader, _Yaml12BoolPyLoader):
+    _loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
 
 
 @dataclass(frozen=True)
@@ -72,8 +84,8 @@ class LoadResult:
 
 
 def default_paths() -> tuple[Path, Path]:
-    """``(entities_dir, sql_dir)``: from ``ETL_ENTITIES_DIR``/``ETL_SQL_DIR`` or the repo's ``include/``."""
-    include = Path(os.environ.get("ETL_INCLUDE_DIR", Path(__file__).resolve().parents[3] / "include"))
+    """``(entities_dir, sql_dir)``: from ``ETL_ENTITIES_DIR``/``ETL_SQL_DIR``, else under :func:`include_dir`."""
+    include = include_dir()
     entities = Path(os.environ.get("ETL_ENTITIES_DIR", include / "entities"))
     sql = Path(os.environ.get("ETL_SQL_DIR", include / "sql"))
     return entities, sql
@@ -90,20 +102,33 @@ def entity_files(entities_dir: Path) -> list[Path]:
     )
 
 
-def _read_yaml(path: Path, display: str) -> Any:
+def _read_text(path: Path, display: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise EntityConfigError([ConfigProblem(display, "-", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise EntityConfigError([ConfigProblem(display, "-", f"cannot read file: {exc}")]) from None
+
+
+def _parse_yaml(text: str, display: str) -> Any:
     try:
         return yaml.load(text, Loader=_Yaml12BoolLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        pass
+    # libyaml words some errors more tersely than PyYAML (no alias name, no offending character), so a
+    # rejected file is parsed again in pure Python: its result, or its error, is what the user gets.
+    try:
+        return yaml.load(text, Loader=_Yaml12BoolPyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise EntityConfigError([ConfigProblem(display, where, f"invalid YAML: {problem}")]) from None
+
+
+def _read_yaml(path: Path, display: str) -> Any:
+    return _parse_yaml(_read_text(path, display), display)
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,17 +198,37 @@ def load_entity(
     """Validate one entity file; raise :class:`EntityConfigError` listing every problem."""
     display = display or str(path)
     env = os.environ if env is None else env
-    raw = _read_yaml(path, display)
+    checked = _check_text(path, _read_text(path, display), display, defaults or {}, env)
+    return _with_sql_file(checked, sql_dir.resolve(), display)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What an entity file's text says, before the SQL file check: its config, or why it has none."""
+
+    config: EntityConfig | None
+    problems: tuple[ConfigProblem, ...]
+    env_names: frozenset[str] = frozenset()  # the variables its ``${VAR}`` references read
+
+
+def _check_text(path: Path, text: str, display: str, defaults: Mapping[str, Any], env: Mapping[str, str]) -> _Checked:
+    try:
+        raw = _parse_yaml(text, display)
+    except EntityConfigError as exc:
+        return _Checked(None, tuple(exc.problems))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise EntityConfigError([ConfigProblem(display, "-", "top level must be a mapping of keys")])
-    data = _deep_merge(defaults or {}, raw)
+        return _Checked(None, (ConfigProblem(display, "-", "top level must be a mapping of keys"),))
+    data = _deep_merge(defaults, raw)
     data.setdefault("entity", path.stem)
-    try:
-        data = interpolate(data, env)
-    except UnsetVariableError as exc:
-        raise EntityConfigError([ConfigProblem(display, exc.path, str(exc))]) from None
+    found = placeholders(data)
+    env_names = frozenset(name for escaped, name in found if not escaped)
+    if found:  # without any, interpolate() would return an equal copy
+        try:
+            data = interpolate(data, env)
+        except UnsetVariableError as exc:
+            return _Checked(None, (ConfigProblem(display, exc.path, str(exc)),), env_names)
 
     problems: list[ConfigProblem] = []
     if data.get("entity") != path.stem:
@@ -194,16 +239,34 @@ def load_entity(
         config = EntityConfig.model_validate(data)
     except ValidationError as exc:
         problems.extend(_problem_from_error(display, err) for err in exc.errors())
-        raise EntityConfigError(problems) from None
+        return _Checked(None, tuple(problems), env_names)
+    return _Checked(config, tuple(problems), env_names)
 
+
+def _with_sql_file(checked: _Checked, sql_dir: Path, display: str) -> EntityConfig:
+    """The checked config, once its extract query is known to be a file inside ``sql_dir`` (resolved)."""
+    problems = list(checked.problems)
+    config = checked.config
+    if config is None:
+        raise EntityConfigError(problems)
     sql_file = (sql_dir / config.source.extract_sql).resolve()
-    if not sql_file.is_relative_to(sql_dir.resolve()):
+    if not sql_file.is_relative_to(sql_dir):
         problems.append(ConfigProblem(display, "source.extract_sql", "must stay inside include/sql/"))
     elif not sql_file.is_file():
         problems.append(ConfigProblem(display, "source.extract_sql", f"SQL file not found: {sql_file}"))
     if problems:
         raise EntityConfigError(problems)
     return config
+
+
+#: ``load_entities`` validates a file once per process while its text, the defaults and the environment
+#: variables it references stay the same (both DAG files load every entity file).
+_MEMO: ValidationMemo[_Checked] = ValidationMemo()
+
+
+def clear_memo() -> None:
+    """Forget every validated file (the next ``load_entities`` parses and validates them all again)."""
+    _MEMO.clear()
 
 
 def load_defaults(entities_dir: Path) -> tuple[dict[str, Any], list[ConfigProblem]]:
@@ -232,16 +295,25 @@ def load_entities(
     default_entities, default_sql = default_paths()
     entities_dir = entities_dir or default_entities
     sql_dir = sql_dir or default_sql
+    env = os.environ if env is None else env
     result = LoadResult()
     defaults, problems = load_defaults(entities_dir)
     result.problems.extend(problems)
     if problems:
         return result
+    defaults_key = repr(defaults)
+    sql_root = sql_dir.resolve()
     for path in entity_files(entities_dir):
         if only is not None and path.stem != only:
             continue
+        display = str(path)
         try:
-            config = load_entity(path, sql_dir=sql_dir, defaults=defaults, env=env)
+            text = _read_text(path, display)
+            checked = _MEMO.get(display, text, defaults_key, env)
+            if checked is None:
+                checked = _check_text(path, text, display, defaults, env)
+                _MEMO.put(display, text, defaults_key, checked.env_names, env, checked)
+            config = _with_sql_file(checked, sql_root, display)
         except EntityConfigError as exc:
             result.problems.extend(exc.problems)
             continue

@@ -16,6 +16,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, get_parsing_context
 from entity_etl.config.loader import LoadResult, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
 from entity_etl.orchestration.docs import entity_doc_md
+from entity_etl.orchestration.gc_pause import collection_paused
 from entity_etl.orchestration.lease_tasks import (
     EntityLeaseReleaseOperator,
     EntityLeaseSensor,
@@ -130,11 +131,12 @@ def register_entity_dags(
     Invalid files are skipped here (they are reported by ``dags/etl_config_errors.py``), so one bad
     file never takes the other entities' DAGs down.
     """
-    result = load_for_parsing(entities_dir, sql_dir)
     built = []
-    for config in result.enabled.values():
-        namespace[config.dag_id] = build_entity_dag(config)
-        built.append(config.dag_id)
+    with collection_paused():  # about 190,000 long-lived objects for 1,000 entities: see gc_pause.py
+        result = load_for_parsing(entities_dir, sql_dir)
+        for config in result.enabled.values():
+            namespace[config.dag_id] = build_entity_dag(config)
+            built.append(config.dag_id)
     return built
 
 
@@ -143,7 +145,8 @@ def raise_config_errors(entities_dir: Path | None = None, sql_dir: Path | None =
     if _only_entity() is not None:
         return  # a task of some entity DAG is starting: nothing to report from here
     default_entities, default_sql = default_paths()
-    result = load_entities(entities_dir or default_entities, sql_dir or default_sql)
+    with collection_paused():
+        result = load_entities(entities_dir or default_entities, sql_dir or default_sql)
     if result.problems:
         lines = "\n".join(str(p) for p in result.problems)
         raise EntityConfigImportError(

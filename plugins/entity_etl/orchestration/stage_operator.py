@@ -1,8 +1,16 @@
 """``EntityStageOperator``: one stage of one entity run, on the backend the deployment chooses.
 
-It *is* the amazon provider's ``BatchOperator`` (Fargate), so the ``batch`` backend gets its job
-monitoring, log links and deferral for free; with the ``local`` backend it runs the same stage code
-in the worker instead. Either way the stage statistics are returned, so they land in XCom.
+With the ``batch`` backend the stage runs as an AWS Batch (Fargate) job through the amazon provider's
+``BatchOperator`` (:class:`~entity_etl.orchestration.batch_stage_job.StageBatchJob`), so job monitoring,
+log links and deferral come from the provider. With the ``local`` backend it runs the same stage code in
+the worker instead. Either way the stage statistics are returned, so they land in XCom.
+
+Every parse of the DAG file builds this operator 5 or 6 times per entity, but a task executes it once.
+So it is a plain ``BaseOperator`` that presents the ``BatchOperator`` surface to Airflow: the same
+template fields, renderers, console links, keyword arguments and defaults, and the same serialized task.
+It builds the ``BatchOperator`` only in ``execute``. Subclassing ``BatchOperator`` meant four nested
+``apply_defaults`` layers per task, plus the provider's boto3 imports on every parse. That came to 0.6 to
+0.9 s of a 1,000-entity parse (bench/README.md).
 """
 
 from __future__ import annotations
@@ -10,16 +18,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
-from airflow.providers.amazon.aws.operators.batch import BatchOperator
+from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
 
 from entity_etl.config.model import ComputeConfig
+from entity_etl.orchestration import batch_operator_surface as surface
 from entity_etl.orchestration.backend import compute_backend
 from entity_etl.orchestration.batch_job import batch_job_name, container_overrides, stage_command
 from entity_etl.orchestration.lease_tasks import lease_owner
 from entity_etl.runtime.connections import ConnectionInfo
+
+if TYPE_CHECKING:
+    from entity_etl.orchestration.batch_stage_job import StageBatchJob
 
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 
@@ -41,21 +53,64 @@ def airflow_connection(conn_id: str) -> ConnectionInfo:
     )
 
 
-class EntityStageOperator(BatchOperator):
-    template_fields: Sequence[str] = (*BatchOperator.template_fields, "entity", "stage")
+class EntityStageOperator(BaseOperator):
+    template_fields: Sequence[str] = (*surface.TEMPLATE_FIELDS, "entity", "stage")
+    template_fields_renderers = surface.TEMPLATE_FIELDS_RENDERERS
+    operator_extra_links = surface.OPERATOR_EXTRA_LINKS
     ui_color = "#e8f4fa"
 
+    # BatchOperator's defaults, for the arguments a task does not set. They are class attributes because
+    # setting them per task, through BaseOperator.__setattr__, would cost about 20 calls per task and parse.
+    # ``job_name``, ``job_definition``, ``job_queue``, ``parameters`` and ``tags`` are set in __init__.
+    job_name: str
+    job_definition: str
+    job_queue: str
+    parameters: dict[str, Any]
+    tags: dict[str, Any]
+    job_id: str | None = None
+    container_overrides: dict[str, Any] | None = None
+    array_properties: dict[str, Any] | None = None
+    ecs_properties_override: dict[str, Any] | None = None
+    eks_properties_override: dict[str, Any] | None = None
+    node_overrides: dict[str, Any] | None = None
+    share_identifier: str | None = None
+    scheduling_priority_override: int | None = None
+    retry_strategy: dict[str, Any] | None = None
+    waiters: Any | None = None
+    max_retries: int = 4200
+    status_retries: int | None = None
+    wait_for_completion: bool = True
+    deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False)
+    poll_interval: int = 30
+    awslogs_enabled: bool = False
+    awslogs_fetch_interval: dt.timedelta = dt.timedelta(seconds=30)
+    submit_job_timeout: int | None = None
+    aws_conn_id: str | None = "aws_default"
+    region_name: str | None = None
+    verify: bool | str | None = None
+    botocore_config: dict[str, Any] | None = None
+
+    # Set when the task runs.
+    backend: str | None = None
+    _lease_owner: str | None = None
+    _attempt: int | None = None
+    _batch_job: StageBatchJob | None = None
+
     def __init__(self, *, entity: str, stage: str, compute: ComputeConfig, **kwargs: Any) -> None:
-        kwargs.setdefault("job_name", f"etl-{entity}-{stage}")  # replaced per run in execute()
-        kwargs.setdefault("job_definition", compute.job_definition)
-        kwargs.setdefault("job_queue", compute.job_queue)
+        batch = {name: kwargs.pop(name) for name in surface.ARGUMENTS if name in kwargs}
+        batch.setdefault("job_name", f"etl-{entity}-{stage}")  # replaced per run in execute()
+        batch.setdefault("job_definition", compute.job_definition)
+        batch.setdefault("job_queue", compute.job_queue)
+        if default_args := kwargs.get("default_args"):  # as Airflow applies them to BatchOperator's arguments
+            batch.update({k: default_args[k] for k in surface.ARGUMENTS if k in default_args and k not in batch})
         super().__init__(**kwargs)
+        batch["parameters"] = batch.get("parameters") or {}  # as BatchOperator does
+        batch["tags"] = batch.get("tags") or {}
+        for name, value in batch.items():
+            setattr(self, name, value)
         self.entity = entity
         self.stage = stage
         self.compute = compute
-        self.backend: str | None = None
-        self._lease_owner: str | None = None
-        self._attempt: int | None = None
 
     # -- both backends ----------------------------------------------------------------------------
     def _interval(self, context: Any) -> tuple[dt.datetime, dt.datetime]:
@@ -79,6 +134,8 @@ class EntityStageOperator(BatchOperator):
             # No Batch job, so no Batch console/log links to publish after the task.
             self.operator_extra_links = ()  # type: ignore[assignment]
             return self._execute_local(run_id, start, end)
+        from entity_etl.orchestration.batch_stage_job import execute_inside_task
+
         self.job_name = batch_job_name(self.entity, self.stage, run_id)
         self.container_overrides = container_overrides(
             self.compute,
@@ -86,13 +143,25 @@ class EntityStageOperator(BatchOperator):
             run_env={"ETL_LEASE_OWNER": self._lease_owner, "ETL_ATTEMPT": str(self._attempt or "")},
         )
         self.job_id = None
-        super().execute(context)  # raises TaskDeferred when it defers; returns once the job succeeded
+        job = self._new_batch_job()
+        try:  # raises TaskDeferred when it defers; returns once the job succeeded
+            execute_inside_task(job, context)
+        finally:
+            self.job_id = job.job_id
         return self._batch_stats(run_id, start, end)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
-        super().execute_complete(context, event)
+        job = self._new_batch_job()
+        try:
+            job.execute_complete(context, event)
+        finally:
+            self.job_id = job.job_id
         start, end = self._interval(context)
         return self._batch_stats(str(context["run_id"]), start, end)
+
+    def on_kill(self) -> None:
+        if self._batch_job is not None:  # terminates the Batch job, as BatchOperator.on_kill does
+            self._batch_job.on_kill()
 
     # -- local ------------------------------------------------------------------------------------
     def _execute_local(self, run_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
@@ -113,29 +182,22 @@ class EntityStageOperator(BatchOperator):
         return stats.to_dict()
 
     # -- batch ------------------------------------------------------------------------------------
-    def submit_job(self, context: Any) -> None:
-        """Attach to a still-active job of the same (entity, stage, run) instead of submitting twice."""
-        client: Any = self.hook.client
-        response = client.list_jobs(jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}])
-        active = [j for j in response.get("jobSummaryList", []) if j.get("status") in ACTIVE_STATES]
-        if active:
-            newest = max(active, key=lambda j: j.get("createdAt", 0))
-            self.job_id = newest["jobId"]
-            self.log.info(
-                "AWS Batch job %s (%s) is still %s: monitoring it instead of submitting again",
-                self.job_name,
-                self.job_id,
-                newest.get("status"),
-            )
-            BatchJobDetailsLink.persist(  # as BatchOperator.submit_job does for a job it submits
-                context=context,
-                operator=self,
-                region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition,
-                job_id=self.job_id,
-            )
-            return
-        super().submit_job(context)
+    def _new_batch_job(self) -> StageBatchJob:
+        """The provider's ``BatchOperator`` for this task, with this task's (rendered) Batch arguments."""
+        from entity_etl.orchestration.batch_stage_job import StageBatchJob, accepted_arguments
+
+        accepted = accepted_arguments()
+        arguments = {
+            name: getattr(self, name) for name in surface.ARGUMENTS if name in accepted and hasattr(self, name)
+        }
+        self._batch_job = StageBatchJob(
+            task_id=self.task_id,
+            do_xcom_push=self.do_xcom_push,
+            execution_timeout=self.execution_timeout,
+            logger_name=self._logger_name or f"{type(self).__module__}.{type(self).__name__}",
+            **arguments,
+        )
+        return self._batch_job
 
     def _batch_stats(self, run_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         from entity_etl.runtime.context import build_context
