@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from entity_etl.runtime.settings import include_dir
+
 
 class TranslationError(RuntimeError):
     pass
@@ -87,8 +89,7 @@ class AmazonTranslator(Translator):
 
 
 def default_glossary_path() -> Path:
-    include = Path(os.environ.get("ETL_INCLUDE_DIR", Path(__file__).resolve().parents[3] / "include"))
-    return Path(os.environ.get("ETL_GLOSSARY", include / "translate" / "glossary.yaml"))
+    return Path(os.environ.get("ETL_GLOSSARY", include_dir() / "translate" / "glossary.yaml"))
 
 
 def open_translator(kind: str | None = None) -> Translator:
