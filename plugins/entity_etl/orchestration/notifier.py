@@ -17,8 +17,10 @@ Event fields (``schema_version`` 1): ``kind``, ``source``, ``event_id``, ``emitt
 ``max_tries``, ``error`` (``type`` and ``message``, truncated and redacted), ``reason``,
 ``airflow_url`` (the task's log page, else the run), ``airflow_run_url``, ``cloudwatch_log_url``,
 ``batch`` (for a stage that ran on AWS Batch: :func:`batch_failure_details`), ``summary``
-(``run_succeeded``) and ``deadline`` (``run_too_long``). Keys are always present; unknown values are
-``null``. The Teams Lambda (``lambdas/notifications``) turns them into cards.
+(``run_succeeded``: ``stages``, ``row_counts``, ``duration_s``, plus whatever the caller of
+:meth:`SnsEventNotifier.send` adds, such as the NPS DAG's ``report``) and ``deadline``
+(``run_too_long``). Keys are always present; unknown values are ``null``. The Teams Lambda
+(``lambdas/notifications``) turns them into cards.
 
 SNS is called with boto3 directly (not the amazon provider's ``SnsHook``): the same code then runs in
 the worker, the DAG processor and the triggerer without an Airflow connection lookup, and credentials
@@ -289,8 +291,13 @@ def build_event(
     source: str | None = None,
     log: Any = None,
     extra: Mapping[str, Any] | None = None,
+    summary: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The event of ``kind`` for an Airflow callback ``context`` (worker, DAG processor or triggerer)."""
+    """The event of ``kind`` for an Airflow callback ``context`` (worker, DAG processor or triggerer).
+
+    ``summary`` (``run_succeeded`` only): entries laid over the summary computed from the run's stage
+    statistics, for a DAG that reports figures of its own (the NPS DAG's ``report``).
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}; one of {', '.join(KINDS)}")
     dag = context.get("dag")
@@ -351,7 +358,11 @@ def build_event(
         "airflow_run_url": run_url,
         "cloudwatch_log_url": cloudwatch,
         "batch": batch,
-        "summary": _run_summary(context, ti, entity or _entity_from_dag(dag)) if kind == "run_succeeded" else None,
+        "summary": (
+            {**_run_summary(context, ti, entity or _entity_from_dag(dag)), **(summary or {})}
+            if kind == "run_succeeded"
+            else None
+        ),
         "deadline": None,
     }
     if kind == "run_too_long":
@@ -446,8 +457,11 @@ class SnsEventNotifier(BaseNotifier):
         """The triggerer's way in (Deadline Alerts): the same, on a thread, off the event loop."""
         await asyncio.to_thread(self.send, context)
 
-    def send(self, context: Any) -> dict[str, Any] | None:
-        """Build and publish the event; return it (``None`` if it could not be built)."""
+    def send(self, context: Any, *, summary: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Build and publish the event; return it (``None`` if it could not be built).
+
+        ``summary``: see :func:`build_event`; a task can call this to post its own figures.
+        """
         try:
             event = build_event(
                 self.kind,
@@ -456,6 +470,7 @@ class SnsEventNotifier(BaseNotifier):
                 source=self.source,
                 log=self.log,
                 extra={"max_duration_s": self.max_duration_s} if self.max_duration_s is not None else None,
+                summary=summary,
             )
         except Exception as exc:
             self.log.error(
