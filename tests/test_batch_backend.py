@@ -27,8 +27,9 @@ import boto3
 import pytest
 
 from entity_etl.config.loader import find_entity
-from entity_etl.config.model import ComputeConfig
+from entity_etl.config.model import ComputeConfig, EntityConfig, SourceConfig
 from entity_etl.orchestration.batch_job import batch_job_name
+from entity_etl.orchestration.factory import build_entity_dag
 from entity_etl.orchestration.stage_operator import ACTIVE_STATES, EntityStageOperator
 from servers import MotoServer, start_moto
 
@@ -584,3 +585,68 @@ def test_missing_job_queue_fails_the_submission(aws: MotoServer, batch_env: None
     with pytest.raises(Exception, match="no-such-queue"):
         op.execute(task_context())
     assert all_jobs(aws.endpoint) == []
+
+
+# -- extract partitions: one array job ---------------------------------------------------------------
+def partitioned(config: EntityConfig, split_points: list[int | str]) -> EntityConfig:
+    """``config`` with ``source.split_points``, validated as an entity file's would be."""
+    source = SourceConfig.model_validate({**config.source.model_dump(), "split_points": split_points})
+    return config.model_copy(update={"source": source})
+
+
+def test_a_partitioned_extract_is_one_array_job_of_its_partitions(
+    recording_moto: MotoServer, batch_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The factory's extract task of an entity with three split points submits one array job of four."""
+    server = fresh(recording_moto, monkeypatch)
+    create_batch_infra(server.endpoint)
+    config = partitioned(find_entity("de"), ["HRB 3", "HRB 5", "HRB 7"])
+    assert config.extract_partitions == 4
+    dag = build_entity_dag(config)
+    extract = dag.get_task("extract")
+    assert extract.array_properties == {"size": 4}
+    # Only the extract is partitioned: every other stage is a plain job.
+    assert all(dag.get_task(stage).array_properties is None for stage in config.stages if stage != "extract")
+    # The merging child writes the whole extract's statistics; the task returns them.
+    stats = {"entity": "de", "stage": "extract", "rows_out": 40, "details": {"partitions": [3]}}
+    client("s3", server.endpoint).put_object(
+        Bucket=BUCKET, Key=stats_key("de", RUN_ID, "extract"), Body=json.dumps(stats).encode()
+    )
+
+    result = extract.execute(task_context())
+
+    name = batch_job_name("de", "extract", RUN_ID)
+    (request,) = received_requests(server, "/v1/submitjob")
+    assert request == {
+        "jobName": name,
+        "jobQueue": QUEUE,
+        "jobDefinition": JOB_DEFINITION,
+        "arrayProperties": {"size": 4},
+        "parameters": {},
+        "tags": {},
+        "containerOverrides": {
+            "command": expected_command("extract"),
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "4096"}],
+            "environment": [
+                {"name": "ETL_ATTEMPT", "value": "1"},
+                {"name": "ETL_LEASE_OWNER", "value": f"etl_de/{RUN_ID}"},
+                {"name": "ETL_OBJECT_STORE_URL", "value": STORE_URL},
+            ],
+        },
+    }
+    (job,) = client("batch", server.endpoint).describe_jobs(jobs=[extract.job_id])["jobs"]
+    assert job["status"] == "SUCCEEDED"
+    assert job["arrayProperties"]["size"] == 4
+    assert result == {**stats, "job_id": extract.job_id}
+
+
+def test_an_unpartitioned_extract_is_a_plain_job() -> None:
+    dag = build_entity_dag(find_entity("de"))
+    assert find_entity("de").extract_partitions == 1
+    assert dag.get_task("extract").array_properties is None
+
+
+def test_partitions_beyond_a_batch_array_are_refused() -> None:
+    config = find_entity("de")
+    with pytest.raises(ValueError, match="de: extract: 10001 partitions; AWS Batch arrays hold 2 to 10,000"):
+        EntityStageOperator(task_id="extract", entity="de", stage="extract", compute=config.compute, partitions=10_001)

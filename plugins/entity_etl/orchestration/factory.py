@@ -88,6 +88,7 @@ def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) 
             entity=config.entity,
             stage=stage,
             compute=config.compute,
+            partitions=config.extract_partitions,
             dag=dag,
             doc_md=f"Stage `{stage}` of entity `{config.entity}`.",
         )

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from entity_etl.orchestration.batch_stage_job import StageBatchJob
 
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+#: AWS Batch's largest array job.
+MAX_ARRAY_SIZE = 10_000
 
 
 def airflow_connection(conn_id: str) -> ConnectionInfo:
@@ -96,11 +98,20 @@ class EntityStageOperator(BaseOperator):
     _attempt: int | None = None
     _batch_job: StageBatchJob | None = None
 
-    def __init__(self, *, entity: str, stage: str, compute: ComputeConfig, **kwargs: Any) -> None:
+    def __init__(self, *, entity: str, stage: str, compute: ComputeConfig, partitions: int = 1, **kwargs: Any) -> None:
+        """``partitions``: the entity's extract partitions (``source.split_points`` + 1). With more than one,
+        the extract is an AWS Batch array job of that size; each child extracts the key range of its
+        ``AWS_BATCH_JOB_ARRAY_INDEX`` and the last one to finish merges the manifest. The local backend runs
+        the partitions one after the other in the worker.
+        """
         batch = {name: kwargs.pop(name) for name in surface.ARGUMENTS if name in kwargs}
         batch.setdefault("job_name", f"etl-{entity}-{stage}")  # replaced per run in execute()
         batch.setdefault("job_definition", compute.job_definition)
         batch.setdefault("job_queue", compute.job_queue)
+        if stage == "extract" and partitions > 1:
+            if not 2 <= partitions <= MAX_ARRAY_SIZE:
+                raise ValueError(f"{entity}: extract: {partitions} partitions; AWS Batch arrays hold 2 to 10,000")
+            batch.setdefault("array_properties", {"size": partitions})
         if default_args := kwargs.get("default_args"):  # as Airflow applies them to BatchOperator's arguments
             batch.update({k: default_args[k] for k in surface.ARGUMENTS if k in default_args and k not in batch})
         super().__init__(**kwargs)
