@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,22 +179,32 @@ def test_config_error_is_shown_as_an_import_error_in_the_ui(
     assert {"etl_de", "etl_jp"} <= set(bag.dag_ids) and "etl_br" not in bag.dag_ids
 
 
+def readme_walkthrough() -> dict[str, str]:
+    """The README's "Add a new country" files, word for word: file path -> the fenced block under it."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Add a new country\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^\d+\. Write `([^`]+)`:\n   ```\w+\n(.*?)\n   ```$", section, flags=re.M | re.S)
+    return {path: textwrap.dedent("   " + body).strip() + "\n" for path, body in blocks}
+
+
 def test_new_entity_is_yaml_and_sql_only_and_runs(airflow_db: Path, tmp_path: Path) -> None:
-    """Add a country with one YAML file and one SQL file; it appears and runs through Airflow."""
+    """Add a country with the README's YAML and SQL files, word for word; it validates, appears and runs."""
+    files = readme_walkthrough()
+    assert set(files) == {"include/sql/nz/extract.sql", "include/entities/nz.yaml"}
     include = make_include(tmp_path, copy_repo=True)
-    (include / "entities" / "nz.yaml").write_text(
-        "entity: nz\nschedule: '@weekly'\nstart_date: 2026-01-01\n"
-        "source: {conn_id: nz_source, extract_sql: nz/extract.sql}\n"
-        "staging: {table: stg_company_nz}\ntarget: {table: company_nz}\n"
-        "columns:\n  - {name: nzbn, type: string(13)}\n  - {name: entity_name, type: string(200)}\n"
-        "  - {name: modified, type: datetime}\n"
-        "dedupe: {key: [nzbn], keep: newest, order_by: modified}\n"
+    for path, body in files.items():
+        target = include / Path(path).relative_to("include")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body, encoding="utf-8")
+    # Step 3: `etlctl validate` finds nothing wrong.
+    validate = subprocess.run(
+        [sys.executable, "-m", "entity_etl.cli", "validate"],
+        env={**os.environ, "ETL_INCLUDE_DIR": str(include)},
+        capture_output=True,
+        text=True,
     )
-    (include / "sql" / "nz").mkdir()
-    (include / "sql" / "nz" / "extract.sql").write_text(
-        "SELECT nzbn, entity_name, modified FROM companies "
-        "WHERE modified >= :data_interval_start AND modified < :data_interval_end"
-    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "ok: nz (enabled, schedule @weekly" in validate.stdout
     src, tgt = tmp_path / "nz.db", tmp_path / "target.db"
     with sqlite3.connect(src) as conn:
         conn.execute("CREATE TABLE companies (nzbn TEXT, entity_name TEXT, modified TEXT)")
