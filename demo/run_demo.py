@@ -128,6 +128,9 @@ def main() -> int:
     if outbox.exists():
         print(f"\ndemo: last 'entity loaded' event ({outbox}):")
         print(outbox.read_text(encoding="utf-8").strip().splitlines()[-1])
+    from demo.survey_demo import run_survey_demo
+
+    failures += run_survey_demo(bag, demo_dir)
     print(f"\ndemo: finished in {time.perf_counter() - t0:.1f}s; Airflow home {demo_dir / 'airflow'}")
     return 1 if failures else 0
 
