@@ -30,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from entity_etl.runtime.chunks import cut_points
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import open_run_store
 from entity_etl.runtime.stages import StageError, run_stage
@@ -262,6 +265,26 @@ def test_chunks_never_split_equal_keys_and_null_keys_get_their_own_chunk(setup: 
     bounds = [None] + [c.data["upto"]["str"] if c.data["upto"] else None for c in checkpoints[:-1]]
     for lo, hi, size in zip(bounds[:-1], bounds[1:], sizes, strict=True):
         assert size == sum(by_region[g] for g in regions if (lo is None or g > lo) and (hi is None or g <= hi))
+
+
+def _offset_bounds(groups: list[tuple[int, int]], rows: int) -> list[int]:
+    """The bounds as ``ORDER BY key LIMIT 1 OFFSET rows - 1`` past each bound finds them, row by row."""
+    keys = [k for k, n in groups for _ in range(n)]
+    bounds: list[int] = []
+    while len(rest := [k for k in keys if not bounds or k > bounds[-1]]) >= rows:
+        bounds.append(rest[rows - 1])
+    return bounds
+
+
+@given(
+    counts=st.lists(st.integers(1, 6), max_size=60),
+    rows=st.integers(1, 15),
+    batch=st.integers(1, 9),
+)
+def test_one_pass_cut_points_equal_one_offset_query_per_chunk(counts: list[int], rows: int, batch: int) -> None:
+    groups = list(enumerate(counts))  # (key, rows with that key), in key order
+    batches = [groups[i : i + batch] for i in range(0, len(groups), batch)]
+    assert list(cut_points(batches, rows)) == _offset_bounds(groups, rows)
 
 
 @pytest.fixture

@@ -119,6 +119,14 @@ class Database(ABC):
         """Run ``sql`` and return (column names, iterator of batches of rows as raw UTF-8 bytes)."""
 
     @abstractmethod
+    def iter_query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None, fetch_rows: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Like :meth:`query` (the driver's types, ``sql`` already bound), but read in batches of
+        ``fetch_rows`` rows as the server sends them, so that a long result is never held in memory.
+        The connection runs nothing else until the iterator is exhausted or closed."""
+
+    @abstractmethod
     def load_csv(self, table: str, columns: Sequence[str], path: Path) -> int:
         """Bulk-load one decompressed CSV file (see :mod:`csv_codec`) into ``table``; return rows."""
 
@@ -221,6 +229,16 @@ class SqliteDatabase(Database):
 
     def rollback(self) -> None:
         self.conn.rollback()
+
+    def iter_query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None, fetch_rows: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        try:
+            cursor = self.conn.execute(sql, params or ())
+            while rows := cursor.fetchmany(fetch_rows):
+                yield rows
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{self.info.conn_id}: {exc}") from None
 
     def stream(
         self, sql: str, params: dict[str, Any], fetch_rows: int
@@ -414,6 +432,20 @@ class MySQLDatabase(Database):
             with self.conn.cursor() as cursor:
                 cursor.execute(sql, params)
                 return list(cursor.fetchall())
+        except self._errors() as exc:
+            raise DatabaseError(f"{self.info.conn_id}: {exc.args[-1]}") from None
+
+    def iter_query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None, fetch_rows: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        import MySQLdb.cursors
+
+        try:
+            # SSCursor: unbuffered (mysql_use_result), with this connection's type conversions.
+            with self.conn.cursor(MySQLdb.cursors.SSCursor) as cursor:
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(fetch_rows):
+                    yield list(rows)
         except self._errors() as exc:
             raise DatabaseError(f"{self.info.conn_id}: {exc.args[-1]}") from None
 
