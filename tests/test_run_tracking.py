@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import boto3
 import pytest
 
+from entity_etl.runtime import failpoints
 from entity_etl.runtime.lease import SqliteLeaseStore
 from entity_etl.runtime.metrics import CloudWatchMetrics
 from entity_etl.runtime.run_store import SqliteRunStore
@@ -125,3 +128,83 @@ def test_metrics_reach_cloudwatch_with_entity_and_stage(ctx_factory, aws) -> Non
     )
     values = {r["Id"]: sum(r["Values"]) for r in data["MetricDataResults"]}
     assert values == {"duplicatesremoved": 60, "failures": 1}  # run-7's load_staging reported 0 failures
+
+
+def test_a_run_whose_lease_is_taken_over_mid_stage_stops_at_the_next_checkpoint(  # type: ignore[no-untyped-def]
+    ctx_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, other = "etl_xx/r9", "env-b:etl_xx/r9"
+    leases = SqliteLeaseStore(tmp_path / "state.db")
+    monkeypatch.setenv("ETL_LEASE_TTL_S", "0.6")  # renewed every 0.2 s
+    leases.acquire("xx", owner, ttl_s=0.6)
+    run_all(ctx_factory(run_id="r9", lease_owner=owner), ["cleanup", "extract", "load_staging", "dedupe"])
+
+    monkeypatch.setenv("ETL_FAILPOINTS", "load_target.chunk_committed=pause")
+    monkeypatch.setenv("ETL_FAILPOINT_DIR", str(tmp_path))
+    failpoints.reload()
+    marker = tmp_path / "load_target.chunk_committed.paused"
+
+    def take_over() -> None:  # another environment's run, while this one is paused mid-stage
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert leases.release("xx", owner)
+        leases.acquire("xx", other, ttl_s=600)
+        time.sleep(0.8)  # past a renewal: the paused run's keeper has seen the loss
+        marker.unlink()
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    try:
+        with pytest.raises(StageError, match=r"^xx: load_target: xx: this run \(etl_xx/r9\) lost the entity lease"):
+            run_stage(ctx_factory(run_id="r9", lease_owner=owner), "load_target")
+    finally:
+        thief.join()
+        monkeypatch.delenv("ETL_FAILPOINTS")
+        failpoints.reload()
+    store = SqliteRunStore(tmp_path / "state.db")
+    record = store.get("xx", "r9", "load_target")
+    assert record is not None and record.status == "failed" and "lost the entity lease" in record.error
+    assert store.checkpoints("xx", "r9", "load_target") == []  # stopped before it checkpointed
+    holder = leases.holder("xx")
+    assert holder is not None and holder.owner == other  # the new holder keeps it
+
+
+def test_an_unexpected_error_is_one_line_and_recorded_as_failed(ctx_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ctx = ctx_factory(run_id="r10")
+    run_all(ctx, ["cleanup", "extract"])
+
+    def broken_get(key: str) -> bytes:
+        raise PermissionError(13, "Permission denied", key)  # as an object store that cannot read
+
+    ctx.store.get_bytes = broken_get  # type: ignore[method-assign]
+    with pytest.raises(StageError) as raised:
+        run_stage(ctx, "load_staging")
+    message = str(raised.value)
+    assert message.startswith("xx: load_staging: PermissionError: ") and "\n" not in message
+    record = SqliteRunStore(tmp_path / "state.db").get("xx", "r10", "load_staging")
+    assert record is not None and record.status == "failed" and record.error == message
+
+
+def test_a_metrics_failure_never_fails_the_stage(  # type: ignore[no-untyped-def]
+    ctx_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    ctx = ctx_factory(run_id="r11")
+    ctx.metrics = CloudWatchMetrics("EntityETLTest")  # no credentials anywhere: every put fails
+    with caplog.at_level("WARNING"):
+        run_stage(ctx, "cleanup")
+    record = SqliteRunStore(tmp_path / "state.db").get("xx", "r11", "cleanup")
+    assert record is not None and record.status == "succeeded"
+    assert "xx: cleanup: metrics not sent" in caplog.text
+
+
+def test_a_multi_line_cause_is_one_line() -> None:
+    assert str(StageError("xx: extract: near 'SELEC id\n  FROM src\r\n' at line 1")) == (
+        "xx: extract: near 'SELEC id FROM src ' at line 1"
+    )

@@ -142,8 +142,20 @@ class StageCheckpoints:
     discard what is there, so only an unfinished attempt of the same plan is resumed.
     """
 
-    def __init__(self, store: RunStore | None, entity: str, run_id: str, stage: str, plan: str, *, fresh: bool) -> None:
+    def __init__(
+        self,
+        store: RunStore | None,
+        entity: str,
+        run_id: str,
+        stage: str,
+        plan: str,
+        *,
+        fresh: bool,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self.store, self.entity, self.run_id, self.stage, self.plan = store, entity, run_id, stage, plan
+        #: Called before each checkpoint (the entity lease check): raises to stop the stage there.
+        self.guard = guard
         self.done: list[Checkpoint] = []
         self.discarded = 0
         if store is None:
@@ -159,6 +171,8 @@ class StageCheckpoints:
         return self.done[-1] if self.done else None
 
     def record(self, chunk: str, data: dict[str, Any]) -> Checkpoint:
+        if self.guard is not None:
+            self.guard()
         checkpoint = Checkpoint(self.entity, self.run_id, self.stage, chunk, self.plan, data)
         if self.store is not None:
             self.store.put_checkpoint(checkpoint)

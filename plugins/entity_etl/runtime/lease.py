@@ -251,14 +251,28 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._renew_loop, name=f"lease-{entity}", daemon=True)
 
     def _renew_loop(self) -> None:
+        renewed = time.monotonic()
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 self.store.renew(self.entity, self.owner, self.ttl_s)
+                renewed = time.monotonic()
             except LeaseLostError as exc:
-                self.lost = exc
+                self.lost = LeaseLostError(f"{self.entity}: this run ({self.owner}) lost the entity lease: {exc}")
                 return
-            except Exception:  # noqa: S112 - a transient store error: try again next period
-                continue
+            except Exception as exc:
+                # A transient store error: try again next period, until the lease may have expired.
+                if time.monotonic() - renewed >= self.ttl_s:
+                    self.lost = LeaseLostError(
+                        f"{self.entity}: this run ({self.owner}) could not renew the entity lease for "
+                        f"{self.ttl_s:.0f}s, so another run may hold it now: {type(exc).__name__}: {exc}"
+                    )
+                    return
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLostError` once the lease is lost; stages call it before each commit
+        point (a checkpoint, the end of the stage), so a run that lost its lease stops there."""
+        if self.lost is not None:
+            raise self.lost
 
     def __enter__(self) -> LeaseKeeper:
         if self.owner_holds_already:

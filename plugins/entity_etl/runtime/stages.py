@@ -17,6 +17,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -44,10 +45,15 @@ from entity_etl.runtime.translators import TranslationError, Translator
 STAGES = ("cleanup", "extract", "load_staging", "translate", "dedupe", "load_target")
 TRANSLATION_CACHE_TABLE = "etl_translation_cache"
 ROW_ID = "_etl_row"
+log = logging.getLogger(__name__)
 
 
 class StageError(RuntimeError):
     """A stage failed; the message names the entity, the stage and the cause, on one line."""
+
+    def __init__(self, message: str) -> None:
+        # One line whatever the cause says: a server error may quote a multi-line query.
+        super().__init__(" ".join(message.split()))
 
 
 @dataclass
@@ -79,6 +85,8 @@ class RunContext:
     resume: bool = True
     #: The extract partition of an array-job child (``AWS_BATCH_JOB_ARRAY_INDEX``); None: all of them.
     partition: int | None = None
+    #: Raises once the entity lease is lost (set by :func:`run_stage`); called before each checkpoint.
+    lease_guard: Callable[[], None] | None = None
 
     @property
     def entity(self) -> str:
@@ -243,7 +251,9 @@ def _extract_partition(
     stage = "extract" if count == 1 else f"extract.p{index:02d}"
     prefix = _partition_prefix(ctx, index)
     plan = _partition_plan(ctx, sql, index)
-    checkpoints = chunks.StageCheckpoints(ctx.run_store, ctx.entity, ctx.run_id, stage, plan, fresh=not ctx.resume)
+    checkpoints = chunks.StageCheckpoints(
+        ctx.run_store, ctx.entity, ctx.run_id, stage, plan, fresh=not ctx.resume, guard=ctx.lease_guard
+    )
     if not checkpoints.done:
         # A fresh start: remove the parts of an earlier attempt, and the merged manifest, which is
         # written last, so a reader never sees a half-finished extract.
@@ -398,7 +408,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
         raise StageError(f"{config.entity}: load_staging: the extract's columns {columns} differ from the config")
     plan = chunks.plan_id("load_staging", manifest)
     checkpoints = chunks.StageCheckpoints(
-        ctx.run_store, ctx.entity, ctx.run_id, "load_staging", plan, fresh=not ctx.resume
+        ctx.run_store, ctx.entity, ctx.run_id, "load_staging", plan, fresh=not ctx.resume, guard=ctx.lease_guard
     )
     done = {c.chunk: c for c in checkpoints.done}
     resumed = len(done)
@@ -680,7 +690,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             "load_target", staged.get("details", {}).get("load_id"), config.target.chunk_rows, config.target.table, sql
         )
         checkpoints = chunks.StageCheckpoints(
-            ctx.run_store, ctx.entity, ctx.run_id, "load_target", plan, fresh=not ctx.resume
+            ctx.run_store, ctx.entity, ctx.run_id, "load_target", plan, fresh=not ctx.resume, guard=ctx.lease_guard
         )
         resumed = len(checkpoints.done)
         written = sum(int(c.data["written"]) for c in checkpoints.done)
@@ -749,10 +759,13 @@ def run_stage(ctx: RunContext, stage: str) -> StageStats:
     if stage not in STAGE_FUNCTIONS:
         raise StageError(f"{ctx.entity}: unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     try:
-        with _lease(ctx):
+        with _lease(ctx) as keeper:
+            ctx.lease_guard = keeper.check if isinstance(keeper, LeaseKeeper) else None
             return _run_recorded(ctx, stage)
     except (LeaseHeldError, LeaseLostError) as exc:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
+    finally:
+        ctx.lease_guard = None
 
 
 def record_name(ctx: RunContext, stage: str) -> str:
@@ -788,8 +801,25 @@ def _run_recorded(ctx: RunContext, stage: str) -> StageStats:
     t0 = time.perf_counter()
     try:
         stats = _execute(ctx, stage, name, started, t0)
+        if ctx.lease_guard is not None:
+            ctx.lease_guard()  # a run that lost its lease never records success
     except StageError as exc:
         _finish(ctx, stage, name, attempt, started, None, str(exc), time.perf_counter() - t0)
+        raise
+    except LeaseLostError as exc:
+        _finish(ctx, stage, name, attempt, started, None, f"{ctx.entity}: {stage}: {exc}", time.perf_counter() - t0)
+        raise
+    except BaseException as exc:  # killed or interrupted (SystemExit, KeyboardInterrupt): say so, then go
+        _finish(
+            ctx,
+            stage,
+            name,
+            attempt,
+            started,
+            None,
+            f"{ctx.entity}: {stage}: interrupted ({type(exc).__name__})",
+            time.perf_counter() - t0,
+        )
         raise
     _finish(ctx, stage, name, attempt, started, stats, "", stats.duration_s)
     if name != stage and stats.details.get("manifest"):
@@ -812,7 +842,10 @@ def _finish(
     emit: bool = True,
 ) -> None:
     if ctx.metrics is not None and emit:
-        ctx.metrics.emit(ctx.entity, stage, stage_metrics(stats, failed=stats is None, duration_s=duration_s))
+        try:
+            ctx.metrics.emit(ctx.entity, stage, stage_metrics(stats, failed=stats is None, duration_s=duration_s))
+        except Exception as exc:  # metrics are best effort: a CloudWatch error never fails a stage
+            log.warning("%s: %s: metrics not sent: %s: %s", ctx.entity, stage, type(exc).__name__, exc)
     if ctx.run_store is not None:
         try:
             ctx.run_store.put(
@@ -838,12 +871,14 @@ def _finish(
 def _execute(ctx: RunContext, stage: str, name: str, started: dt.datetime, t0: float) -> StageStats:
     try:
         result = STAGE_FUNCTIONS[stage](ctx)
-    except StageError:
+    except (StageError, LeaseLostError):
         raise
     except (DatabaseError, ConnectionNotFoundError, csv_codec.CsvFormatError, TranslationError, ValueError) as exc:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
     except FileNotFoundError as exc:
         raise StageError(f"{ctx.entity}: {stage}: missing file {exc}") from exc
+    except Exception as exc:  # anything else (an AWS or OS error): still one line, and recorded as failed
+        raise StageError(f"{ctx.entity}: {stage}: {type(exc).__name__}: {exc}") from exc
     duration = time.perf_counter() - t0
     stats = StageStats(
         entity=ctx.entity,
