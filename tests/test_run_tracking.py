@@ -208,3 +208,11 @@ def test_a_multi_line_cause_is_one_line() -> None:
     assert str(StageError("xx: extract: near 'SELEC id\n  FROM src\r\n' at line 1")) == (
         "xx: extract: near 'SELEC id FROM src ' at line 1"
     )
+
+
+def test_a_stage_connection_is_opened_once(ctx_factory) -> None:  # type: ignore[no-untyped-def]
+    db = ctx_factory(run_id="r12").connect("tgt")  # as every stage does: `with ctx.connect(...) as db`
+    opened = db.conn
+    with db as same:
+        assert same.conn is opened  # not a second connection, leaving the first one open
+    assert not db.connected

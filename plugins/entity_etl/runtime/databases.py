@@ -97,6 +97,10 @@ class Database(ABC):
     @abstractmethod
     def connect(self) -> None: ...
 
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -151,7 +155,8 @@ class Database(ABC):
         return True
 
     def __enter__(self) -> Database:
-        self.connect()
+        if not self.connected:  # RunContext.connect() hands out a connected database
+            self.connect()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -211,6 +216,10 @@ class SqliteDatabase(Database):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> int:
         try:
@@ -418,6 +427,10 @@ class MySQLDatabase(Database):
                 self._conn.close()
             finally:
                 self._conn = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> int:
         try:
