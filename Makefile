@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-PY_VERSION ?= 3.11
-APT_PACKAGES := mariadb-server mariadb-client libmariadb-dev pkg-config
+# mysqlclient has no Linux wheel: it compiles (gcc, the Python headers, pkg-config + libmariadb-dev).
+# python3-pip installs uv where it is missing.
+APT_PACKAGES := mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-dev python3-pip
 # The UI test's browser: Debian's chromium; where apt has none (Ubuntu ships a snap), Playwright's own.
 APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
@@ -24,11 +25,13 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 uv:
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet --break-system-packages --user uv
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv 2>/dev/null \
+	  || python3 -m pip install --quiet --break-system-packages --user uv
+	@command -v $(UV) >/dev/null 2>&1 || { echo "uv not found at $(UV) after installing it"; exit 1; }
 
 venv: system-deps uv
 	@$(UV) sync --frozen --all-extras --inexact --quiet
