@@ -31,6 +31,7 @@ from entity_etl.config.model import ComputeConfig, EntityConfig, SourceConfig
 from entity_etl.orchestration.batch_job import batch_job_name
 from entity_etl.orchestration.factory import build_entity_dag
 from entity_etl.orchestration.stage_operator import ACTIVE_STATES, EntityStageOperator
+from entity_etl.runtime.run_store import StageRecord, open_run_store
 from servers import MotoServer, start_moto
 
 pytestmark = pytest.mark.moto
@@ -576,6 +577,36 @@ def test_failed_job_fails_the_task_and_names_the_job(
     assert f"AWS Batch job ({job['jobId']}) failed" in message
     assert name in message
     assert len(received_requests(server, "/v1/submitjob")) == 1
+    # The container recorded nothing (it never ran): the task names entity, stage and job first, and
+    # records the stage's failure with what AWS Batch says, so `etlctl runs` and the alerts show it.
+    assert message.startswith(f"de: extract: AWS Batch job {job['jobId']} failed: ")
+    record = open_run_store().get("de", RUN_ID, "extract")
+    assert record is not None and (record.status, record.attempt, record.batch_job_id) == ("failed", 1, job["jobId"])
+    assert record.error == message.split(" [", 1)[0]
+
+
+def test_a_failed_job_reports_the_stages_own_error(
+    failing_moto: MotoServer, batch_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = fresh(failing_moto, monkeypatch)
+    create_batch_infra(server.endpoint)
+    # What the container's etlctl writes when the stage itself fails (moto runs no container).
+    error = "de: extract: de_source: source query failed: Table 'src.firmen' doesn't exist"
+    store = open_run_store()
+    store.put(StageRecord("de", RUN_ID, "extract", "running", attempt=2, started_at="2026-11-02T00:00:01+00:00"))
+    store.put(
+        StageRecord("de", RUN_ID, "extract", "failed", attempt=2, started_at="2026-11-02T00:00:01+00:00", error=error)
+    )
+
+    with pytest.raises(Exception, match="failed") as failure:
+        de_operator("extract").execute(task_context(ti=RecordingTaskInstance(try_number=2)))
+    assert str(failure.value).startswith(error + " [AWS Batch job (")
+    # An error of an earlier try is not this try's cause.
+    with pytest.raises(Exception, match="failed") as later:
+        de_operator("extract").execute(task_context(ti=RecordingTaskInstance(try_number=3)))
+    assert str(later.value).startswith("de: extract: AWS Batch job ")
+    record = store.get("de", RUN_ID, "extract")
+    assert record is not None and (record.status, record.attempt) == ("failed", 3)
 
 
 def test_missing_job_queue_fails_the_submission(aws: MotoServer, batch_env: None) -> None:

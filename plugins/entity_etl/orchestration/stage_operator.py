@@ -15,6 +15,7 @@ It builds the ``BatchOperator`` only in ``execute``. Subclassing ``BatchOperator
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -155,20 +156,26 @@ class EntityStageOperator(BaseOperator):
         )
         self.job_id = None
         job = self._new_batch_job()
-        try:  # raises TaskDeferred when it defers; returns once the job succeeded
+        try:  # raises TaskDeferred (a BaseException) when it defers; returns once the job succeeded
             execute_inside_task(job, context)
+        except Exception as exc:
+            raise self._batch_failure(exc, run_id, job.job_id) from exc
         finally:
             self.job_id = job.job_id
         return self._batch_stats(run_id, start, end)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        run_id = str(context["run_id"])
+        self._attempt = int(context["ti"].try_number) if context.get("ti") is not None else None
         job = self._new_batch_job()
         try:
             job.execute_complete(context, event)
+        except Exception as exc:
+            raise self._batch_failure(exc, run_id, job.job_id) from exc
         finally:
             self.job_id = job.job_id
         start, end = self._interval(context)
-        return self._batch_stats(str(context["run_id"]), start, end)
+        return self._batch_stats(run_id, start, end)
 
     def on_kill(self) -> None:
         if self._batch_job is not None:  # terminates the Batch job, as BatchOperator.on_kill does
@@ -209,6 +216,56 @@ class EntityStageOperator(BaseOperator):
             **arguments,
         )
         return self._batch_job
+
+    def _batch_failure(self, exc: Exception, run_id: str, job_id: str | None) -> Exception:
+        """The task's error for a failed Batch job: the stage's own one-line error from the run store,
+        else what AWS Batch says (status reason, exit code), which is then recorded as the stage's
+        failure, since a container that died (out of memory, image pull, SIGKILL) recorded nothing."""
+        from airflow.sdk.exceptions import AirflowException
+
+        from entity_etl.orchestration.notifier import batch_failure_details
+        from entity_etl.runtime.run_store import StageRecord, StaleUpdateError, now_iso, open_run_store
+
+        if not job_id:  # not submitted (a bad queue, no permission): the provider's error says it all
+            return exc
+        try:
+            store = open_run_store()
+            record = store.get(self.entity, run_id, self.stage)
+        except Exception as lookup:  # the explanation is best effort; the failure stands
+            self.log.warning("could not read the run store: %s: %s", type(lookup).__name__, lookup)
+            return exc
+        attempt = self._attempt or (record.attempt if record else 1)
+        if record is not None and record.status == "failed" and record.attempt == attempt and record.error:
+            why = record.error
+        else:
+            try:
+                details = batch_failure_details(job_id)
+            except Exception as lookup:
+                self.log.warning("could not describe AWS Batch job %s: %s", job_id, lookup)
+                details = {}
+            reasons = [str(details[k]) for k in ("statusReason", "containerReason") if details.get(k)]
+            if details.get("exitCode") is not None:
+                reasons.append(f"exit code {details['exitCode']}")
+            why = (
+                f"{self.entity}: {self.stage}: AWS Batch job {job_id} failed: {'; '.join(reasons) or 'no reason given'}"
+            )
+            with contextlib.suppress(StaleUpdateError):  # the store may hold a later state of this stage
+                store.put(
+                    StageRecord(
+                        self.entity,
+                        run_id,
+                        self.stage,
+                        "failed",
+                        attempt=attempt,
+                        started_at=record.started_at if record and record.attempt == attempt else now_iso(),
+                        ended_at=now_iso(),
+                        stats=record.stats if record and record.attempt == attempt else {},
+                        error=why,
+                        batch_job_id=job_id,
+                        log_url=str(details.get("logUrl") or ""),
+                    )
+                )
+        return AirflowException(f"{why} [{exc}]")
 
     def _batch_stats(self, run_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         from entity_etl.runtime.context import build_context
