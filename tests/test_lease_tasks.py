@@ -76,6 +76,20 @@ def test_no_wait_fails_naming_the_holder(state: Path) -> None:
         sensor.poke(context("run-3"))
 
 
+def test_the_same_run_in_two_environments_is_not_one_holder(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Airflow environments on one lease table schedule the same run ids: ETL_ENVIRONMENT tells them apart."""
+    sensor = EntityLeaseSensor(task_id="acquire_lease", entity="xx", wait_s=0)
+    monkeypatch.setenv("ETL_ENVIRONMENT", "mwaa-prod")
+    assert sensor.poke(context("scheduled__2026-01-01")) is True
+    monkeypatch.setenv("ETL_ENVIRONMENT", "mwaa-dr")
+    with pytest.raises(
+        AirflowFailException, match=r"xx: the entity lease is held by etl_xx/scheduled__2026-01-01@mwaa-prod "
+    ):
+        sensor.poke(context("scheduled__2026-01-01"))
+    monkeypatch.setenv("ETL_ENVIRONMENT", "mwaa-prod")
+    assert sensor.poke(context("scheduled__2026-01-01")) is True  # the holder's own retry
+
+
 def test_teardown_closes_the_run_record_and_only_frees_its_own_lease(state: Path) -> None:
     EntityLeaseSensor(task_id="acquire_lease", entity="xx", wait_s=60).poke(context("run-4"))
     runs = SqliteRunStore(state)

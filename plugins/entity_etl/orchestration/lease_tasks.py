@@ -4,6 +4,7 @@ completion event, and close the run's record in the run store."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +16,15 @@ from entity_etl.runtime.run_store import RUN, StageRecord, StaleUpdateError, now
 
 
 def lease_owner(context: Any) -> str:
-    """The lease owner of a DAG run: the same for every task and every try of that run."""
-    return f"{context['dag'].dag_id}/{context['run_id']}"
+    """The lease owner of a DAG run: the same for every task and every try of that run.
+
+    ``ETL_ENVIRONMENT`` (one value per Airflow environment, e.g. ``mwaa-prod``) is appended: two
+    environments that share the lease table run the same scheduled run ids, and without it both
+    would count as the holder.
+    """
+    owner = f"{context['dag'].dag_id}/{context['run_id']}"
+    environment = os.environ.get("ETL_ENVIRONMENT", "").strip()
+    return f"{owner}@{environment}" if environment else owner
 
 
 class EntityLeaseSensor(BaseSensorOperator):
