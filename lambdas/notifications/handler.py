@@ -11,9 +11,10 @@ and becomes one Adaptive Card (version 1.4) in the message envelope that Teams W
 accept, POSTed with the standard library. HTTP 429 is retried after ``Retry-After`` (capped), 5xx and
 network errors with bounded exponential backoff. A message that cannot be delivered — malformed, of
 an unknown kind, no webhook secret, rejected, or still failing after the retries — is sent to the
-dead-letter SQS queue with the original message and the reason, and logged as an error. If even that
-send fails, the invocation fails, so Lambda's own retries and on-failure destination take over:
-nothing is dropped silently.
+dead-letter SQS queue with the original message and the reason, and logged as an error. So is an
+invocation event that is not an SNS event, or a record of it that is not an SNS record
+(``malformed_event``, the raw event or record kept). If even that send fails, the invocation fails,
+so Lambda's own retries and on-failure destination take over: nothing is dropped silently.
 
 Environment:
 
@@ -239,7 +240,8 @@ def dead_letter(raw_message: str, reason: Undeliverable, record: Mapping[str, An
     queue_url = os.environ.get("DEAD_LETTER_QUEUE_URL")
     if not queue_url:
         raise RuntimeError("DEAD_LETTER_QUEUE_URL is not set: cannot keep an undeliverable message")
-    sns = record.get("Sns") or {}
+    sns = record.get("Sns")
+    sns = sns if isinstance(sns, Mapping) else {}
     message, truncated = raw_message, False
     while True:
         body = json.dumps(
@@ -487,20 +489,94 @@ def build_card(raw_message: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 # -- the handler ----------------------------------------------------------------------------------
-def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, int]:
-    """SNS-triggered entry point: deliver each record's message, or dead-letter it."""
+def _as_json(value: Any) -> str:
+    """Any part of an invocation event, as JSON text for the dead-letter queue (never raises)."""
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):  # e.g. a circular structure: no Lambda event is one, but keep it
+        return repr(value)
+
+
+def _sns_message(record: Any, index: int) -> tuple[str, str | None]:
+    """(message text, SNS message id) of one record. Raises :class:`Undeliverable` for a non-SNS record."""
+    if not isinstance(record, Mapping):
+        raise Undeliverable("malformed_event", f"record {index} is a {type(record).__name__}, not an SNS record")
+    sns = record.get("Sns")
+    if not isinstance(sns, Mapping):
+        source = record.get("EventSource") or record.get("eventSource")
+        raise Undeliverable(
+            "malformed_event",
+            f"record {index} has no Sns section (event source {source!r}): not an SNS record",
+        )
+    message_id = sns.get("MessageId")
+    raw = sns.get("Message")
+    return (raw if isinstance(raw, str) else json.dumps(raw)), (str(message_id) if message_id is not None else None)
+
+
+def _envelope_problem(event: Any) -> str:
+    """Why an invocation event is not an SNS event (one with a ``Records`` list)."""
+    if not isinstance(event, Mapping):
+        return f"the invocation event is a {type(event).__name__}, not an SNS event"
+    if "detail-type" in event and "source" in event:
+        return (
+            "an EventBridge event delivered straight to the function, not through the SNS topic "
+            "(the rules must target the topic)"
+        )
+    if "Records" in event:
+        return f"the invocation event's Records is a {type(event['Records']).__name__}, not a list"
+    return "the invocation event has no Records: not an SNS event"
+
+
+def _dead_letter_envelope(event: Any, request_id: str | None) -> dict[str, int]:
+    """A whole invocation event that is not an SNS event: log it and dead-letter it as it came."""
+    reason = Undeliverable("malformed_event", _envelope_problem(event))
+    keys = sorted(str(k) for k in event)[:20] if isinstance(event, Mapping) else None
+    log(
+        logging.ERROR,
+        "invocation event is NOT an SNS event (malformed_event): nothing delivered to Teams; "
+        "sending the whole event to the dead-letter queue",
+        reason=reason.detail,
+        reason_code=reason.code,
+        event_type=type(event).__name__,
+        event_keys=keys,
+        request_id=request_id,
+    )
+    try:
+        dlq_id = dead_letter(_as_json(event), reason, {})
+    except Exception as exc:
+        log(
+            logging.ERROR,
+            "invocation event LOST unless Lambda retries: the dead-letter queue refused it",
+            error=f"{type(exc).__name__}: {exc}",
+            request_id=request_id,
+        )
+        raise RuntimeError("could not dead-letter a malformed invocation event (not an SNS event)") from None
+    log(logging.INFO, "dead-lettered", dlq_message_id=dlq_id, reason_code=reason.code, request_id=request_id)
+    return {"delivered": 0, "dead_lettered": 1}
+
+
+def handler(event: Any, context: Any = None) -> dict[str, int]:
+    """SNS-triggered entry point: deliver each record's message, or dead-letter it.
+
+    An event that is not an SNS event (no ``Records`` list: an EventBridge event delivered straight
+    to the function, a test invocation with ``{}``) is dead-lettered whole as ``malformed_event``. Each
+    record is read inside its own protection, so one record that is not an SNS record is dead-lettered
+    (``malformed_event``) without failing the invocation, and the other records are not sent twice.
+    """
     request_id = getattr(context, "aws_request_id", None)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     time_left_s = (lambda: remaining() / 1000.0) if callable(remaining) else None
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        return _dead_letter_envelope(event, request_id)
     delivered = dead_lettered = 0
     failures: list[str] = []
-    for record in event.get("Records") or []:
-        sns = record.get("Sns") or {}
-        raw = sns.get("Message")
-        raw = raw if isinstance(raw, str) else json.dumps(raw)
-        message_id = sns.get("MessageId")
+    for index, record in enumerate(records):
+        raw: str | None = None
+        message_id: str | None = None
         fields: dict[str, Any] = {}
         try:
+            raw, message_id = _sns_message(record, index)
             card, fields = build_card(raw)
             post_card(webhook_url(), card, message_id=message_id, time_left_s=time_left_s)
             delivered += 1
@@ -508,26 +584,30 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, int]:
             # Undeliverable says why; anything else is a bug here, named by its type only (its text
             # could quote the message).
             reason = exc if isinstance(exc, Undeliverable) else Undeliverable("internal_error", type(exc).__name__)
+            if raw is None:  # the record itself could not be read: keep all of it
+                raw = _as_json(record)
             log(
                 logging.ERROR,
                 f"notification NOT delivered to Teams ({reason.code}); sending it to the dead-letter queue",
                 reason=reason.detail,
                 reason_code=reason.code,
                 message_id=message_id,
+                record_index=index,
                 request_id=request_id,
                 **fields,
             )
             try:
-                dlq_id = dead_letter(raw, reason, record)
+                dlq_id = dead_letter(raw, reason, record if isinstance(record, Mapping) else {})
             except Exception as exc:
                 log(
                     logging.ERROR,
                     "notification LOST unless Lambda retries: the dead-letter queue refused it",
                     error=f"{type(exc).__name__}: {exc}",
                     message_id=message_id,
+                    record_index=index,
                     request_id=request_id,
                 )
-                failures.append(str(message_id))
+                failures.append(message_id or f"(record {index})")
                 continue
             dead_lettered += 1
             log(logging.INFO, "dead-lettered", message_id=message_id, dlq_message_id=dlq_id, reason_code=reason.code)
