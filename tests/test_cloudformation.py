@@ -72,7 +72,8 @@ AIRFLOW_ROLE = "airflow-execution"
 MOTO_LACKS = {
     "AWS::S3::BucketPolicy": "put_bucket_policy with the template's document",
     "AWS::SNS::TopicPolicy": "set_topic_attributes(Policy) with the template's document",
-    "AWS::SNS::Subscription": "subscribe(lambda) with the template's topic and endpoint",
+    "AWS::SNS::Subscription": "subscribe(lambda) with the template's topic, endpoint and RedrivePolicy",
+    "AWS::SQS::QueuePolicy": "set_queue_attributes(Policy) with the template's document",
     "AWS::SecretsManager::Secret": "create_secret with the template's name and description, no value",
     "AWS::Lambda::EventInvokeConfig": "put_function_event_invoke_config with the template's settings",
 }
@@ -271,7 +272,13 @@ def test_the_template_rules_are_the_eventbridge_file_and_target_the_topic() -> N
         assert {k: props[k] for k in ("Description", "State", "EventPattern")} == {
             k: rule[k] for k in ("Description", "State", "EventPattern")
         }
-        assert props["Targets"] == [{"Id": "notifications", "Arn": {"Ref": "AlertsTopic"}}]
+        assert props["Targets"] == [
+            {
+                "Id": "notifications",
+                "Arn": {"Ref": "AlertsTopic"},
+                "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["NotificationsDeadLetterQueue", "Arn"]}},
+            }
+        ]
     # Job names of this project match the patterns' prefix.
     name = batch_job_name("de", "extract", "scheduled__2026-11-01T00:00:00+00:00")
     assert all(name.startswith(r["EventPattern"]["detail"]["jobName"][0]["prefix"]) for r in expected)
@@ -440,6 +447,33 @@ def test_resource_and_trust_policies_name_their_principals() -> None:
     for name, permission in of_type("AWS::Lambda::Permission").items():
         assert permission["Properties"]["Action"] == "lambda:InvokeFunction", name
         assert "SourceArn" in permission["Properties"], name
+
+
+def test_sns_and_eventbridge_delivery_failures_have_a_dead_letter_queue_that_lets_them_in() -> None:
+    """SNS (to the Lambda) and EventBridge (to the topic) keep what they cannot deliver in an SQS queue,
+    and that queue's policy lets exactly those senders in: without it, the dead letters are lost too."""
+    dlq = {"Fn::GetAtt": ["NotificationsDeadLetterQueue", "Arn"]}
+    senders: dict[str, list[Any]] = {}  # service principal -> the sources that dead-letter to the queue
+    for name, subscription in of_type("AWS::SNS::Subscription").items():
+        assert subscription["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": dlq}, name
+        senders.setdefault("sns.amazonaws.com", []).append(subscription["Properties"]["TopicArn"])
+    for name, rule in of_type("AWS::Events::Rule").items():
+        for target in rule["Properties"]["Targets"]:
+            assert target["DeadLetterConfig"] == {"Arn": dlq}, (name, target["Id"])
+        senders.setdefault("events.amazonaws.com", []).append({"Fn::GetAtt": [name, "Arn"]})
+    assert set(senders) == {"sns.amazonaws.com", "events.amazonaws.com"}
+    (policy,) = of_type("AWS::SQS::QueuePolicy").values()
+    assert policy["Properties"]["Queues"] == [{"Ref": "NotificationsDeadLetterQueue"}]
+    found = statements(policy["Properties"]["PolicyDocument"])
+    assert len(found) == len(senders)
+    for statement in found:
+        assert statement["Effect"] == "Allow" and statement["Action"] == "sqs:SendMessage", statement["Sid"]
+        assert statement["Resource"] == dlq, statement["Sid"]
+        ((key, service),) = statement["Principal"].items()
+        assert key == "Service", statement["Sid"]
+        assert list(statement["Condition"]) == ["ArnEquals"], statement["Sid"]
+        assert as_list(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == senders.pop(service)
+    assert senders == {}
 
 
 def runtime_client_calls() -> dict[str, set[str]]:
@@ -669,8 +703,16 @@ def apply_what_moto_lacks(stack: Stack) -> None:
                     TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
                 )
         elif kind == "AWS::SNS::Subscription":
-            created = stack.client("sns").subscribe(**props, ReturnSubscriptionArn=True)
+            # The API takes the subscription's RedrivePolicy as a JSON attribute.
+            attributes = {"RedrivePolicy": json.dumps(props.pop("RedrivePolicy"))}
+            created = stack.client("sns").subscribe(**props, Attributes=attributes, ReturnSubscriptionArn=True)
             stack.physical[name] = created["SubscriptionArn"]
+            props["RedrivePolicy"] = json.loads(attributes["RedrivePolicy"])
+        elif kind == "AWS::SQS::QueuePolicy":
+            for queue in props["Queues"]:
+                stack.client("sqs").set_queue_attributes(
+                    QueueUrl=queue, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+                )
         elif kind == "AWS::Lambda::EventInvokeConfig":
             stack.client("lambda").put_function_event_invoke_config(**props)
         elif kind == "AWS::S3::BucketPolicy":
@@ -795,12 +837,14 @@ def test_deployed_rules_are_the_eventbridge_file_and_target_the_topic(stack: Sta
     deployed = {r["Name"]: r for r in events.list_rules(NamePrefix="entity-etl-batch-")["Rules"]}
     assert set(deployed) == set(expected)
     topic = stack.outputs["NotifyTopicArn"]
+    dlq_arn = stack.resolve.attribute("NotificationsDeadLetterQueue", "Arn")
+    target = {"Id": "notifications", "Arn": topic, "DeadLetterConfig": {"Arn": dlq_arn}}
     tap = sqs.create_queue(QueueName="rules-tap")["QueueUrl"]
     tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for name, rule in expected.items():
         assert json.loads(deployed[name]["EventPattern"]) == rule["EventPattern"]
         assert (deployed[name]["Description"], deployed[name]["State"]) == (rule["Description"], rule["State"])
-        assert events.list_targets_by_rule(Rule=name)["Targets"] == [{"Id": "notifications", "Arn": topic}]
+        assert events.list_targets_by_rule(Rule=name)["Targets"] == [target]
         # moto's EventBridge delivers to SQS and logs only (an SNS target makes PutEvents fail): for the
         # sample events, an SQS queue stands in for the topic.
         events.remove_targets(Rule=name, Ids=["notifications"])
@@ -826,12 +870,28 @@ def test_deployed_rules_are_the_eventbridge_file_and_target_the_topic(stack: Sta
     assert sorted(got) == ["Batch Job Queue Blocked", "Batch Job State Change"]
     for name in expected:
         events.remove_targets(Rule=name, Ids=["tap"])
-        events.put_targets(Rule=name, Targets=[{"Id": "notifications", "Arn": topic}])
+        events.put_targets(Rule=name, Targets=[target])
     # The topic lets exactly these rules publish (AWS::SNS::TopicPolicy, applied through the API).
     policy = json.loads(stack.client("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
     (statement,) = policy["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Resource"] == topic
     assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == sorted(r["Arn"] for r in deployed.values())
+    # What EventBridge cannot publish goes to the notifications DLQ, whose policy (AWS::SQS::QueuePolicy,
+    # applied through the API) lets exactly the two rules and the topic send to it.
+    dlq_url = stack.outputs["NotificationsDeadLetterQueueUrl"]
+    dlq_policy = json.loads(
+        sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
+    allowed = {
+        s["Principal"]["Service"]: sorted(as_list(s["Condition"]["ArnEquals"]["aws:SourceArn"]))
+        for s in dlq_policy["Statement"]
+        if s["Effect"] == "Allow" and s["Action"] == "sqs:SendMessage" and s["Resource"] == dlq_arn
+    }
+    assert len(dlq_policy["Statement"]) == 2
+    assert allowed == {
+        "events.amazonaws.com": sorted(r["Arn"] for r in deployed.values()),
+        "sns.amazonaws.com": [topic],
+    }
 
 
 def deployed_policies(stack: Stack) -> dict[str, list[dict[str, Any]]]:
@@ -1059,6 +1119,8 @@ def test_lambdas_mapping_and_permissions(stack: Stack) -> None:
         "Subscriptions"
     ]
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("lambda", notifications["FunctionArn"])
+    attributes = stack.client("sns").get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])
+    assert json.loads(attributes["Attributes"]["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn}
     (sns_permission,) = json.loads(lam.get_policy(FunctionName=notifications["FunctionName"])["Policy"])["Statement"]
     assert sns_permission["Principal"] == {"Service": "sns.amazonaws.com"}
     assert sns_permission["Condition"]["ArnLike"]["AWS:SourceArn"] == stack.outputs["NotifyTopicArn"]
