@@ -3,10 +3,12 @@ moto server and against the embedded SQLite implementation."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -22,6 +24,16 @@ from entity_etl.runtime.run_store import (
 )
 
 
+class ScanForbidden(AssertionError):
+    """The run store called DynamoDB Scan: every read of the run store must be a Query or a GetItem."""
+
+
+def forbid_scan(params: dict[str, Any], **_: Any) -> None:
+    """A ``before-call`` hook: ``params`` is the serialized request, its body the Scan's JSON."""
+    table = json.loads(params.get("body") or b"{}").get("TableName")
+    raise ScanForbidden(f"DynamoDB Scan of {table!r}: the run store must Query, never Scan")
+
+
 @pytest.fixture(params=["sqlite", "dynamodb"])
 def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
     if request.param == "sqlite":
@@ -30,6 +42,9 @@ def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunSto
     request.getfixturevalue("aws")
     client = boto3.client("dynamodb")
     client.create_table(**DynamoRunStore.table_definition("runs"))
+    # Every DynamoDB test of the contract below fails if the store ever Scans (botocore calls the
+    # hook before it sends the request, so a Scan never reaches moto).
+    client.meta.events.register("before-call.dynamodb.Scan", forbid_scan)
     yield DynamoRunStore("runs", client)
 
 
@@ -120,6 +135,28 @@ def test_query_by_entity_since_and_by_day(run_store: RunStore) -> None:
     assert [r.run_id for r in run_store.by_entity("de", since="2026-11-01")] == ["b", "d"]
     assert [(r.entity, r.run_id) for r in run_store.by_day("2026-11-01")] == [("de", "b"), ("jp", "c")]
     assert run_store.by_day("2026-11-03") == []
+
+
+@pytest.mark.parametrize("run_store", ["dynamodb"], indirect=True)  # SQLite has no Scan
+def test_audit_reads_query_and_never_scan(run_store: RunStore) -> None:
+    assert isinstance(run_store, DynamoRunStore)
+    client = run_store.client
+    with pytest.raises(ScanForbidden, match="Scan of 'runs'"):  # the fixture's hook is live on the store's client
+        client.scan(TableName=run_store.table_name)
+    queried: list[str | None] = []
+    client.meta.events.register(  # the Query's own parameters, before botocore serializes them
+        "before-parameter-build.dynamodb.Query", lambda params, **_: queried.append(params.get("IndexName"))
+    )
+    for i, (entity, started) in enumerate(
+        [("de", "2026-10-31T23:59:00+00:00"), ("de", "2026-11-01T08:00:00+00:00"), ("jp", "2026-11-01T09:00:00+00:00")]
+    ):
+        run_store.put(rec("extract", "failed", run=f"r{i}", entity=entity, started_at=started, error="boom"))
+    run_store.put_checkpoint(Checkpoint("de", "r1", "extract", "p00", "plan"))
+
+    assert [r.run_id for r in run_store.by_entity("de")] == ["r0", "r1"]
+    assert [r.run_id for r in run_store.by_entity("de", since="2026-11-01")] == ["r1"]
+    assert [(r.entity, r.run_id) for r in run_store.by_day("2026-11-01")] == [("de", "r1"), ("jp", "r2")]
+    assert queried == ["by_entity_started", "by_entity_started", "by_day"]  # one Query each, on the indexes
 
 
 def test_chunk_checkpoints_per_stage_and_run(run_store: RunStore) -> None:
