@@ -6,6 +6,7 @@ Runs without Airflow installed (it is the AWS Batch container's entrypoint).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -77,13 +78,41 @@ def _partition(args: argparse.Namespace) -> int | None:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from entity_etl.runtime.run_store import open_run_store
 
-    records = open_run_store().by_entity(args.entity, since=args.since)
-    print(format_runs(records))
+    since = _since(args.since) if args.since else None
+    records = open_run_store().by_entity(args.entity, since=since)
+    print(format_runs(sorted(records, key=lambda r: (r.started_at, r.run_id, r.stage))))
     return 0
 
 
+def _since(value: str) -> str:
+    """``--since`` as the run store compares it: ``YYYY-MM-DD``, or a UTC ``YYYY-MM-DDTHH:MM:SS[.fff]``.
+
+    A timestamp without an offset is UTC; one with an offset is converted (``started_at`` is UTC).
+    """
+    text = value.strip()
+    try:
+        if len(text) <= 10:
+            return dt.date.fromisoformat(text).isoformat()
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since {value!r} is not an ISO date or timestamp (e.g. 2026-11-01 or 2026-11-01T08:00:00+00:00)"
+        ) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{when.microsecond // 1000:03d}" if when.microsecond else stamp
+
+
+def _cell(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters (an error may span lines)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def format_runs(records: list[Any]) -> str:
-    header = ["run_id", "stage", "status", "try", "started_at", "ended_at", "rows_out", "error"]
+    """The ``etlctl runs`` table: one line per stage record; ``job`` is the AWS Batch job id."""
+    header = ["run_id", "stage", "status", "try", "started_at", "ended_at", "rows_out", "job", "error"]
     rows = [
         [
             r.run_id,
@@ -93,7 +122,8 @@ def format_runs(records: list[Any]) -> str:
             r.started_at[:19],
             r.ended_at[:19],
             f"{r.stats.get('rows_out', ''):,}" if isinstance(r.stats.get("rows_out"), int) else "",
-            r.error[:60],
+            r.batch_job_id or "",
+            _cell(r.error, 60),
         ]
         for r in records
     ]
@@ -131,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run_stage)
     runs = sub.add_parser("runs", help="list the run store's records of one entity")
     runs.add_argument("--entity", required=True)
-    runs.add_argument("--since", help="ISO date or timestamp; records started at or after it")
+    runs.add_argument(
+        "--since", help="ISO date or timestamp (UTC unless it has an offset); records started at or after it"
+    )
     runs.set_defaults(func=_cmd_runs)
     return parser
 
