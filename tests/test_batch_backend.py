@@ -31,6 +31,7 @@ from entity_etl.config.model import ComputeConfig, EntityConfig, SourceConfig
 from entity_etl.orchestration.batch_job import batch_job_name
 from entity_etl.orchestration.factory import build_entity_dag
 from entity_etl.orchestration.stage_operator import ACTIVE_STATES, EntityStageOperator
+from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import StageRecord, open_run_store
 from servers import MotoServer, start_moto
 
@@ -553,6 +554,23 @@ def test_deferrable_retry_defers_on_the_still_active_job(
     assert kwargs["job_id"] == active[0]["jobId"] == op.job_id
     assert deferred.value.method_name == "execute_complete"
     assert [r["jobName"] for r in received_requests(server, "/v1/submitjob")] == [name]  # the thread's only
+
+
+def test_the_lease_is_renewed_while_the_task_waits_for_its_job(
+    slow_failing_moto: MotoServer, batch_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = fresh(slow_failing_moto, monkeypatch)
+    create_batch_infra(server.endpoint)
+    monkeypatch.setenv("ETL_LEASE_TTL_S", "0.9")  # renewed every 0.3 s
+    leases = open_lease_store()
+    leases.acquire("de", f"etl_de/{RUN_ID}", ttl_s=0.9)  # as the run's acquire_lease task did
+    started = time.time()
+    with pytest.raises(Exception, match="failed"):
+        de_operator("extract").execute(task_context())  # moto holds the job active 4 s, then fails it
+    assert time.time() - started > 2  # several lease lifetimes
+    holder = leases.holder("de")
+    assert holder is not None and holder.owner == f"etl_de/{RUN_ID}"
+    assert holder.expires_at > started + 2  # renewed during the wait, not left to expire after 0.9 s
 
 
 def test_failed_job_fails_the_task_and_names_the_job(

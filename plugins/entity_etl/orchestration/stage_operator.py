@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -157,12 +157,37 @@ class EntityStageOperator(BaseOperator):
         self.job_id = None
         job = self._new_batch_job()
         try:  # raises TaskDeferred (a BaseException) when it defers; returns once the job succeeded
-            execute_inside_task(job, context)
+            with self._lease_kept_alive():
+                execute_inside_task(job, context)
         except Exception as exc:
             raise self._batch_failure(exc, run_id, job.job_id) from exc
         finally:
             self.job_id = job.job_id
         return self._batch_stats(run_id, start, end)
+
+    @contextlib.contextmanager
+    def _lease_kept_alive(self) -> Iterator[None]:
+        """Renew this run's entity lease while the task waits for its Batch job (which may sit in the
+        queue for longer than the lease lives); the container renews it too once it runs.
+
+        Best effort: if this run does not hold the lease, the container's own check fails the stage,
+        naming the holder. A deferred task waits in the triggerer, where nothing renews it.
+        """
+        from entity_etl.runtime.lease import LeaseKeeper, LeaseLostError, open_lease_store
+
+        keeper = None
+        if self._lease_owner:
+            try:
+                keeper = LeaseKeeper(open_lease_store(), self.entity, self._lease_owner, owner_holds_already=True)
+                keeper.__enter__()
+            except (LeaseLostError, OSError, RuntimeError) as exc:
+                self.log.warning("the entity lease is not renewed while the job waits: %s", exc)
+                keeper = None
+        try:
+            yield
+        finally:
+            if keeper is not None:
+                keeper.__exit__(None, None, None)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         run_id = str(context["run_id"])
