@@ -551,7 +551,7 @@ def test_failed_batch_stage_to_teams_card(
     assert facts(content)["Entity"] == "de" and facts(content)["Stage"] == "extract"
     assert facts(content)["Try"] == "3 of 3"
     assert facts(content)["Batch job"] == message["batch"]["jobName"]
-    assert facts(content)["Error"].startswith(f"AirflowException: AWS Batch job ({op.job_id}) failed")
+    assert facts(content)["Error"].startswith(f"AirflowException: de: extract: AWS Batch job {op.job_id} failed")
     assert actions(content) == {
         "Open in Airflow": ti.log_url,
         "Airflow run": RUN_URL,
