@@ -209,6 +209,41 @@ def test_dag_run_failed_event(aws: MotoServer, airflow_env: None, de_dag: Any, m
     assert event["batch"] is None and event["summary"] is None and event["deadline"] is None
 
 
+def test_dag_run_failed_event_carries_the_failed_stages_error_from_the_run_store(
+    aws: MotoServer, airflow_env: None, de_dag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entity_etl.runtime.run_store import StageRecord, open_run_store
+
+    topic, queue = sns_tap()
+    monkeypatch.setenv("ETL_NOTIFY_TOPIC_ARN", topic)
+    log = cloudwatch_url("etl-stage/default/job-1")
+    store = open_run_store()
+    store.put(StageRecord("de", RUN_ID, "dedupe", "running", attempt=3, started_at="2026-11-02T00:01:00+00:00"))
+    store.put(
+        StageRecord(
+            "de",
+            RUN_ID,
+            "dedupe",
+            "failed",
+            attempt=3,
+            started_at="2026-11-02T00:01:00+00:00",
+            ended_at="2026-11-02T00:02:00+00:00",
+            error="de: dedupe: tgt: Lock wait timeout exceeded; password=hunter2",
+            log_url=log,
+        )
+    )
+    ti = TaskInstance("etl_de", RUN_ID, "dedupe", try_number=3, max_tries=2)
+    SnsEventNotifier("dag_run_failed")(context(de_dag, ti, reason="task_failure"))
+
+    event = published(queue)["body"]
+    assert event["stage"] == "dedupe"
+    assert event["error"] == {
+        "type": "StageError",
+        "message": "de: dedupe: tgt: Lock wait timeout exceeded; password=***",
+    }
+    assert event["cloudwatch_log_url"] == log
+
+
 @dataclass
 class DagRun:
     run_id: str

@@ -249,6 +249,21 @@ def _stage_stats_from_run_store(entity: str | None, run_id: Any) -> dict[str, Ma
     return {r.stage: r.stats for r in records if r.stage != RUN and r.status == "succeeded" and r.stats}
 
 
+def _failed_stage_record(entity: str | None, run_id: Any, stage: str | None) -> Any:
+    """The run store's failed record of ``stage`` (else the run's latest failed stage), or None."""
+    if not entity or not run_id:
+        return None
+    try:
+        from entity_etl.runtime.run_store import RUN, open_run_store
+
+        records = open_run_store().run_records(entity, str(run_id))
+    except Exception:  # no run store reachable from here: the event just has no error text
+        return None
+    failed = [r for r in records if r.stage != RUN and r.status == "failed" and r.error]
+    own = [r for r in failed if r.stage == stage]
+    return max(own or failed, key=lambda r: r.ended_at or r.started_at, default=None)
+
+
 def _run_summary(context: Mapping[str, Any], ti: Any, entity: str | None) -> dict[str, Any]:
     """Statistics of the run's stages: from XCom (any return value that looks like stage statistics)
     when this context can read XCom, else from the run store (a DAG callback in the DAG processor, or
@@ -333,6 +348,14 @@ def build_event(
     batch, cloudwatch = (None, None)
     if kind == "task_failed":
         batch, cloudwatch = _batch_section(task, ti, log or _NullLog())
+    stage = (_get(task, "stage") or task_id) if task_id else None
+    if kind == "dag_run_failed" and error is None:
+        # The DAG processor's context has the failed task but not its exception: the stage's own
+        # error (and log link) as the runtime, or the Batch task, recorded it in the run store.
+        failed = _failed_stage_record(entity or _entity_from_dag(dag), run_id, stage)
+        if failed is not None:
+            error = {"type": "StageError", "message": truncate(redact(failed.error))}
+            cloudwatch = failed.log_url or None
 
     event_id = hashlib.sha256(
         "\0".join(str(p) for p in (kind, dag_id, run_id, task_id, try_number)).encode()
@@ -347,7 +370,7 @@ def build_event(
         "dag_id": dag_id,
         "run_id": run_id,
         "task_id": task_id,
-        "stage": (_get(task, "stage") or task_id) if task_id else None,
+        "stage": stage,
         "logical_date": _iso(logical_date),
         "data_interval": {"start": _iso(interval_start), "end": _iso(interval_end)},
         "try_number": try_number,
