@@ -545,6 +545,82 @@ def test_batch_failure_details_reads_the_failed_job(failing_aws: MotoServer) -> 
         batch_failure_details("00000000-0000-0000-0000-000000000000")
 
 
+def stubbed_batch() -> tuple[Any, Any]:
+    """A Batch client with botocore's Stubber: moto's Batch without Docker runs no container, so it
+    never reports an exit code or a container reason; the stub answers in the documented shape."""
+    from botocore.stub import Stubber
+
+    batch = boto3.client("batch", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    return batch, Stubber(batch)
+
+
+def described(job_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "jobs": [
+            {
+                "jobId": job_id,
+                "jobName": "etl-de-extract-x",
+                "jobArn": f"arn:aws:batch:{REGION}:123456789012:job/{job_id}",
+                "jobQueue": f"arn:aws:batch:{REGION}:123456789012:job-queue/etl-fargate",
+                "status": "FAILED",
+                "startedAt": 1,
+                "jobDefinition": "etl-stage",
+                **fields,
+            }
+        ]
+    }
+
+
+def test_batch_failure_details_carry_the_exit_code_and_the_container_reason() -> None:
+    batch, stub = stubbed_batch()
+    stream = "etl-stage/default/abc"
+    container = {
+        "exitCode": 137,
+        "reason": "OutOfMemoryError: Container killed due to memory usage",
+        "logStreamName": stream,
+    }
+    stub.add_response(
+        "describe_jobs",
+        described("job-1", statusReason="Essential container in task exited", container=container),
+        {"jobs": ["job-1"]},
+    )
+    with stub:
+        details = batch_failure_details("job-1", client=batch)
+    stub.assert_no_pending_responses()
+    assert (details["exitCode"], details["containerReason"]) == (137, container["reason"])
+    assert details["statusReason"] == "Essential container in task exited"
+    assert details["logUrl"] == cloudwatch_url(stream) and "failedChildJobId" not in details
+
+
+def test_a_failed_array_job_is_explained_by_its_first_failed_child() -> None:
+    batch, stub = stubbed_batch()
+    stream = "etl-stage/default/child3"
+    stub.add_response(
+        "describe_jobs",
+        described(
+            "parent", statusReason="Array child failed", arrayProperties={"size": 4, "statusSummary": {"FAILED": 1}}
+        ),
+        {"jobs": ["parent"]},
+    )
+    stub.add_response(
+        "list_jobs",
+        {"jobSummaryList": [{"jobId": "parent:3", "jobName": "etl-de-extract-x", "status": "FAILED"}]},
+        {"arrayJobId": "parent", "jobStatus": "FAILED"},
+    )
+    child = {"exitCode": 1, "logStreamName": stream}
+    stub.add_response(
+        "describe_jobs",
+        described("parent:3", statusReason="Essential container in task exited", container=child),
+        {"jobs": ["parent:3"]},
+    )
+    with stub:
+        details = batch_failure_details("parent", client=batch)
+    stub.assert_no_pending_responses()
+    assert details["jobId"] == "parent" and details["failedChildJobId"] == "parent:3"
+    assert (details["exitCode"], details["statusReason"]) == (1, "Essential container in task exited")
+    assert details["logStreamName"] == stream and details["logUrl"] == cloudwatch_url(stream)
+
+
 def test_failed_batch_stage_to_teams_card(
     failing_aws: MotoServer,
     airflow_env: None,

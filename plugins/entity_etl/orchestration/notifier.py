@@ -121,7 +121,8 @@ def batch_failure_details(job_id: str, *, client: Any = None, region_name: str |
     Returns ``jobId``, ``jobName``, ``jobQueue``, ``status``, ``statusReason``, ``exitCode``,
     ``containerReason``, ``logGroup``, ``logStreamName``, ``logUrl`` (CloudWatch console) and
     ``jobUrl`` (Batch console); a value AWS does not report is ``None``. The exit code, reason and log
-    stream come from the job's container, else from its last attempt.
+    stream come from the job's container, else from its last attempt; for a failed array job, from its
+    first failed child (``failedChildJobId``).
     """
     if client is None:
         import boto3
@@ -131,6 +132,14 @@ def batch_failure_details(job_id: str, *, client: Any = None, region_name: str |
     if not jobs:
         raise LookupError(f"AWS Batch has no job {job_id}")
     job = jobs[0]
+    child_id = None
+    if not job.get("container") and job.get("arrayProperties") and job.get("status") == "FAILED":
+        # An array job (a partitioned extract) has no container of its own: take the first failed child's.
+        failed = client.list_jobs(arrayJobId=job_id, jobStatus="FAILED").get("jobSummaryList") or []
+        if failed:
+            child_id = failed[0]["jobId"]
+            child = (client.describe_jobs(jobs=[child_id]).get("jobs") or [{}])[0]
+            job = {**job, **{k: child[k] for k in ("container", "attempts", "statusReason") if child.get(k)}}
     container = job.get("container") or {}
     attempts = job.get("attempts") or []
     last_attempt = (attempts[-1].get("container") or {}) if attempts else {}
@@ -153,6 +162,7 @@ def batch_failure_details(job_id: str, *, client: Any = None, region_name: str |
         "logStreamName": log_stream,
         "logUrl": cloudwatch_log_url(region, log_group, log_stream, partition) if log_stream else None,
         "jobUrl": batch_job_url(client.meta.region_name, job.get("jobId", job_id), partition),
+        **({"failedChildJobId": child_id} if child_id else {}),
     }
 
 
