@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -246,4 +247,35 @@ def test_full_run_and_rerun_on_mariadb(
     for stage in ctx.config.stages[1:]:
         run_stage(ctx, stage)
     assert target() == expected_target()
+    conn.close()
+
+
+@pytest.mark.mariadb
+def test_failing_source_query_on_mariadb_is_one_line_and_writes_nothing(
+    include: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mariadb: MariaDB, mariadb_db: str
+) -> None:
+    # A multi-line query with a typo: MariaDB's message quotes the query text, newlines and all.
+    (include / "sql" / "acme" / "extract.sql").write_text(
+        "SELECT id, name, sector, changed_at\nFROM src\nWHERE changed_at >=>= :data_interval_start\n  AND changed_at < :data_interval_end\n",
+        encoding="utf-8",
+    )
+    conn = mariadb.connect(mariadb_db)
+    conn.cursor().execute(
+        "CREATE TABLE src (id VARCHAR(20), name VARCHAR(100), sector VARCHAR(100), changed_at DATETIME)"
+    )
+    conn.commit()
+    monkeypatch.setenv("AIRFLOW_CONN_ACME_SRC", mariadb.conn_json(mariadb_db))
+    monkeypatch.setenv("AIRFLOW_CONN_ACME_TGT", mariadb.conn_json(mariadb_db))
+    ctx = context(include, "acme", tmp_path / "store")
+    run_stage(ctx, "cleanup")
+    with pytest.raises(StageError) as raised:
+        run_stage(ctx, "extract")
+    message = str(raised.value)
+    assert re.match(r"^acme: extract: acme_src: source query failed: You have an error in your SQL syntax", message)
+    assert "\n" not in message and "\r" not in message
+    assert "near '>= '" in message and "AND changed_at <" in message  # the quoted query, on the same line
+    assert ctx.store.list(ctx.extract_prefix) == []
+    cur = conn.cursor()
+    cur.execute("SHOW TABLES LIKE 'acme_company'")
+    assert cur.fetchall() == ()  # the target was never created, let alone written
     conn.close()
