@@ -1,4 +1,5 @@
-"""Odd values through extract and load_staging, exactly, on SQLite and on a real MariaDB server."""
+"""Odd values through every stage (extract, load_staging, dedupe, load_target), exactly, on SQLite and on a
+real MariaDB server: the staging table and the target table hold what the source holds, value for value."""
 
 from __future__ import annotations
 
@@ -51,12 +52,15 @@ def test_odd_values_round_trip_on_sqlite(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("AIRFLOW_CONN_ODD_SRC", json.dumps({"conn_type": "sqlite", "host": str(src)}))
     monkeypatch.setenv("AIRFLOW_CONN_ODD_TGT", json.dumps({"conn_type": "sqlite", "host": str(tgt)}))
 
-    stats = run_all(context(include, "odd", tmp_path / "store"), ["cleanup", "extract", "load_staging"])
+    stats = run_all(context(include, "odd", tmp_path / "store"))
 
     assert stats["extract"].details["parts"] == 3
+    assert stats["dedupe"].duplicates_removed == 0 and stats["load_target"].rows_out == 3000
     with sqlite3.connect(tgt) as conn:
         staged = conn.execute("SELECT id, txt, short_txt, amount, changed_at FROM stg_odd ORDER BY id").fetchall()
+        loaded = conn.execute("SELECT id, txt, short_txt, amount, changed_at FROM t_odd ORDER BY id").fetchall()
     assert staged == _rows()
+    assert loaded == _rows()
 
 
 @pytest.mark.mariadb
@@ -76,15 +80,18 @@ def test_odd_values_round_trip_on_mariadb(
     monkeypatch.setenv("AIRFLOW_CONN_ODD_SRC", mariadb.conn_json(mariadb_db))
     monkeypatch.setenv("AIRFLOW_CONN_ODD_TGT", mariadb.conn_json(mariadb_db))
 
-    run_all(context(include, "odd", tmp_path / "store"), ["cleanup", "extract", "load_staging"])
+    run_all(context(include, "odd", tmp_path / "store"))
 
     cur.execute("SELECT id, txt, short_txt, amount, changed_at FROM src ORDER BY id")
     source = cur.fetchall()
     cur.execute("SELECT id, txt, short_txt, amount, changed_at FROM stg_odd ORDER BY id")
     staged = cur.fetchall()
+    cur.execute("SELECT id, txt, short_txt, amount, changed_at FROM t_odd ORDER BY id")
+    loaded = cur.fetchall()
     conn.close()
     assert len(staged) == 3000
     assert staged == source
+    assert loaded == source
     # NULL, '' and 'NULL' stayed three different things.
     texts = {row[1] for row in staged[: len(ODD_TEXT)]}
     assert {None, "", "NULL", "\\N"} <= texts
