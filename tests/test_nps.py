@@ -502,6 +502,71 @@ def test_reading_a_missing_table_names_the_day_and_the_table(aws: MotoServer) ->
     )
 
 
+def query_calls(client: Any) -> list[str]:
+    """The operation names ``client`` sends, recorded by botocore's own event."""
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+@pytest.mark.moto
+def test_the_job_counts_the_answers_page_by_page(aws: MotoServer) -> None:
+    """``read_answers`` is ``iter_day`` (a page at a time), not a list: the first answer costs one Query,
+    and the day's figures are those of the hand-computed day."""
+    from lambdas.survey.responses import iter_day
+
+    table = create_responses_table()
+    put_answers(table, DAY, DAG_DAY_ANSWERS)
+    put_answers(table, DAY + dt.timedelta(days=1), [("c99", 1, "Sales", "alice")])
+    client = boto3.client("dynamodb")
+    calls = query_calls(client)
+
+    def two_per_page(table: str, day: dt.date, *, client: Any = None) -> Iterator[Any]:
+        return iter_day(table, day, client=client, page_size=2)
+
+    answers = job.read_answers(day=DAY, table=table, client=client, reader=two_per_page)
+    assert not isinstance(answers, list) and calls == []
+    first = next(answers)
+    assert first["contact_id"] == "c01" and calls == ["Query"]
+    figures = aggregate_day([first, *answers], day=DAY)
+
+    assert 4 <= len(calls) <= 5 and set(calls) == {"Query"}  # 8 answers, 2 per page
+    overall = EXPECTED_DAY_ROWS[0]
+    assert figures.overall == Counts(*overall[2:7])
+    assert (figures.overall.nps, figures.overall.csat_pct) == overall[7:9]
+    assert job.lambda_iter_day() is iter_day  # what compute_day reads with when no reader is given
+
+
+@pytest.mark.moto
+def test_a_read_that_fails_part_way_through_the_day_names_the_day_and_the_table(aws: MotoServer) -> None:
+    from lambdas.survey.responses import iter_day
+
+    table = create_responses_table()
+    put_answers(table, DAY, DAG_DAY_ANSWERS)
+    client = boto3.client("dynamodb")
+
+    def two_per_page(table: str, day: dt.date, *, client: Any = None) -> Iterator[Any]:
+        return iter_day(table, day, client=client, page_size=2)
+
+    answers = job.read_answers(day=DAY, table=table, client=client, reader=two_per_page)
+    assert [next(answers)["contact_id"], next(answers)["contact_id"]] == ["c01", "c02"]  # the first page
+    client.update_table(TableName=table, DeletionProtectionEnabled=False)  # the definition protects it
+    client.delete_table(TableName=table)
+    with pytest.raises(job.NpsJobError) as error:
+        next(answers)
+    assert str(error.value).startswith(
+        f"2026-11-10: cannot read the answers from DynamoDB table {table!r} (index SurveyDateIndex): "
+        "ResourceNotFoundException"
+    )
+
+
+def test_an_answer_that_cannot_be_counted_is_not_called_a_read_error() -> None:
+    """The aggregator's errors stay its own: only the reader's are turned into read errors."""
+    answers = job.read_answers(day=DAY, table="SurveyResponses", reader=lambda *a, **k: day_of(5, 9))
+    with pytest.raises(InvalidResponseError, match="rating 9"):
+        aggregate_day(answers, day=DAY)
+
+
 def test_an_unknown_reporting_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_NOWHERE", raising=False)
     with pytest.raises(job.NpsJobError, match=r"^2026-11-10: the reporting connection 'nowhere' cannot be resolved"):

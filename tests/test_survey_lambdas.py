@@ -943,6 +943,52 @@ def test_read_day_reads_one_day_by_query_in_answer_order(survey: None) -> None:
     assert responses.read_day(RESPONSES_TABLE, "2026-11-26") == []
 
 
+def recorded_requests(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every request ``client`` sends, as (operation, parameters), recorded by botocore's own event."""
+    requests: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        requests.append((model.name, copy.deepcopy(params)))
+
+    client.meta.events.register("before-parameter-build.dynamodb", record)
+    return requests
+
+
+def test_iter_day_yields_read_days_answers_page_by_page(survey: None) -> None:
+    """Eleven answers, three per Query page: the same answers as read_day, each page asked for only
+    when the previous one has been consumed, and only Queries on the date index (never a Scan)."""
+    for i in range(11):
+        put_answer(f"c-{i:02d}", "2026-11-24", f"2026-11-24T{8 + i:02d}:00:00.000Z", i % 5 + 1, queue=f"q{i % 3}")
+    put_answer("c-prev", "2026-11-23", "2026-11-23T23:59:59.999Z", 4)
+    put_answer("c-next", "2026-11-25", "2026-11-25T00:00:00.000Z", 4)
+    client = boto3.client("dynamodb")
+    requests = recorded_requests(client)
+
+    answers = responses.iter_day(RESPONSES_TABLE, dt.date(2026, 11, 24), client=client, page_size=3)
+    assert requests == []  # nothing is read before the first answer is asked for
+    first = next(answers)
+    assert len(requests) == 1
+    following = [next(answers) for _ in range(3)]  # the rest of page 1, then the first of page 2
+    assert len(requests) == 2
+    streamed = [first, *following, *answers]
+
+    whole = responses.read_day(RESPONSES_TABLE, dt.date(2026, 11, 24), client=boto3.client("dynamodb"))
+    assert streamed == whole
+    assert [a["contact_id"] for a in streamed] == [f"c-{i:02d}" for i in range(11)]
+    assert [a["rating"] for a in streamed] == [i % 5 + 1 for i in range(11)]
+    assert len(requests) >= 4  # 11 answers, 3 per page: 4 pages (and maybe an empty last one)
+    assert {op for op, _ in requests} == {"Query"}
+    assert all(r["IndexName"] == responses.DATE_INDEX and r["Limit"] == 3 for _, r in requests)
+    assert [r.get("ExclusiveStartKey") is None for _, r in requests][:2] == [True, False]
+    assert list(responses.iter_day(RESPONSES_TABLE, "2026-11-26", page_size=1)) == []
+
+
+@pytest.mark.parametrize("page_size", [0, -1, 2.5, True])
+def test_iter_day_refuses_a_page_size_that_is_not_a_positive_integer(page_size: Any) -> None:
+    with pytest.raises(ValueError, match="page_size"):
+        responses.iter_day(RESPONSES_TABLE, "2026-11-24", client=object(), page_size=page_size)
+
+
 def test_read_day_sees_what_the_lambda_wrote(survey: None) -> None:
     assert flow_answer(survey_result.handler(sample("contact-flow-update-survey-result.json")))["result"] == "OK"
     (answer,) = responses.read_day(RESPONSES_TABLE, dt.datetime.now(dt.UTC).date())
@@ -965,6 +1011,8 @@ def test_the_index_never_returns_phone_numbers(survey: None) -> None:
 def test_read_day_takes_a_date_only(day: Any) -> None:
     with pytest.raises((ValueError, TypeError)):
         responses.read_day(RESPONSES_TABLE, day, client=object())
+    with pytest.raises((ValueError, TypeError)):  # when called, before any answer is asked for
+        responses.iter_day(RESPONSES_TABLE, day, client=object())
 
 
 # -- retrieve_customer_name -------------------------------------------------------------------------
@@ -1181,13 +1229,13 @@ def test_the_responses_module_needs_only_boto3(tmp_path: Path) -> None:
             "import sys, importlib.util as u\n"
             f"spec = u.spec_from_file_location('responses', {str(SURVEY_DIR / 'responses.py')!r})\n"
             "m = u.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            "print(m.read_day.__name__, 'aws_lambda_powertools' in sys.modules)\n",
+            "print(m.read_day.__name__, m.iter_day.__name__, 'aws_lambda_powertools' in sys.modules)\n",
         ],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["read_day", "False"]
+    assert proc.stdout.split() == ["read_day", "iter_day", "False"]
 
 
 def test_connect_rejects_nothing_the_handler_sends() -> None:

@@ -1,4 +1,5 @@
-"""The survey responses table: its key schema, its items, and ``read_day`` for the NPS DAG.
+"""The survey responses table: its key schema, its items, and ``iter_day`` / ``read_day`` for the
+NPS DAG.
 
 This module needs boto3 only and imports nothing else from the package, so the NPS DAG (or anything
 else) can import it, or copy it, without AWS Lambda Powertools.
@@ -27,6 +28,7 @@ a day once it has closed (the NPS DAG's data interval ends at midnight; a few se
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any, TypedDict
 
 import boto3
@@ -39,7 +41,7 @@ INDEX_ATTRIBUTES = ("Rating", "OriginalContactId", "Agent", "Queue")
 
 
 class SurveyResponse(TypedDict):
-    """One answer as ``read_day`` returns it (plain Python types; no phone number)."""
+    """One answer as ``iter_day`` yields it (plain Python types; no phone number)."""
 
     contact_id: str
     survey_date: str
@@ -77,7 +79,7 @@ def response_item(
 
 def _day(value: dt.date | str) -> str:
     if isinstance(value, dt.datetime):
-        raise TypeError("read_day takes a date (or 'YYYY-MM-DD'), not a datetime")
+        raise TypeError("iter_day and read_day take a date (or 'YYYY-MM-DD'), not a datetime")
     if isinstance(value, dt.date):
         return value.isoformat()
     return dt.date.fromisoformat(value).isoformat()  # raises ValueError for anything but YYYY-MM-DD
@@ -88,14 +90,22 @@ def _string(item: dict[str, Any], name: str) -> str | None:
     return value["S"] if isinstance(value, dict) and "S" in value else None
 
 
-def read_day(table: str, day: dt.date | str, *, client: Any = None) -> list[SurveyResponse]:
-    """Every answer with ``SurveyDate == day``, oldest first: one paginated ``Query`` on ``SurveyDateIndex``.
+def iter_day(
+    table: str, day: dt.date | str, *, client: Any = None, page_size: int | None = None
+) -> Iterator[SurveyResponse]:
+    """Every answer with ``SurveyDate == day``, oldest first, one ``Query`` page at a time.
+
+    A paginated ``Query`` on ``SurveyDateIndex`` (never a Scan): the next page is asked for only when
+    the previous one has been consumed, so at most one page (1 MB, a few thousand answers) is held.
+    ``page_size`` sets the Query's ``Limit`` (answers per page; default: DynamoDB's 1 MB pages).
 
     ``table`` is the table's name (or ARN). IAM: ``dynamodb:Query`` on ``<table ARN>/index/SurveyDateIndex``.
+    ``day`` is checked here, when called; the table is read while the answers are consumed, so an
+    error of the read (a missing table, throttling) is raised by the iteration.
     """
     survey_date = _day(day)
-    client = client or boto3.client("dynamodb")
-    answers: list[SurveyResponse] = []
+    if page_size is not None and (type(page_size) is not int or page_size < 1):
+        raise ValueError(f"page_size must be a positive integer, not {page_size!r}")
     request: dict[str, Any] = {
         "TableName": table,
         "IndexName": DATE_INDEX,
@@ -103,20 +113,32 @@ def read_day(table: str, day: dt.date | str, *, client: Any = None) -> list[Surv
         "ExpressionAttributeNames": {"#date": DATE_KEY},
         "ExpressionAttributeValues": {":date": {"S": survey_date}},
     }
+    if page_size is not None:
+        request["Limit"] = page_size
+    return _pages(client or boto3.client("dynamodb"), request)
+
+
+def _pages(client: Any, request: dict[str, Any]) -> Iterator[SurveyResponse]:
     while True:
         page = client.query(**request)
         for item in page.get("Items", []):
-            answers.append(
-                SurveyResponse(
-                    contact_id=item[TABLE_KEY]["S"],
-                    survey_date=item[DATE_KEY]["S"],
-                    responded_at=item[TIME_KEY]["S"],
-                    rating=int(item["Rating"]["N"]),
-                    original_contact_id=_string(item, "OriginalContactId"),
-                    agent=_string(item, "Agent"),
-                    queue=_string(item, "Queue"),
-                )
+            yield SurveyResponse(
+                contact_id=item[TABLE_KEY]["S"],
+                survey_date=item[DATE_KEY]["S"],
+                responded_at=item[TIME_KEY]["S"],
+                rating=int(item["Rating"]["N"]),
+                original_contact_id=_string(item, "OriginalContactId"),
+                agent=_string(item, "Agent"),
+                queue=_string(item, "Queue"),
             )
         if not page.get("LastEvaluatedKey"):
-            return answers
+            return
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def read_day(
+    table: str, day: dt.date | str, *, client: Any = None, page_size: int | None = None
+) -> list[SurveyResponse]:
+    """The whole day as a list: ``list(iter_day(...))``. Holds every answer (about 700 MB per 1M);
+    to count a day, iterate :func:`iter_day` instead."""
+    return list(iter_day(table, day, client=client, page_size=page_size))

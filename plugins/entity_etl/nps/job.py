@@ -2,9 +2,9 @@
 
 1. :func:`day_of_interval` — the run's data interval → the survey day (the interval must be exactly
    one day, midnight to midnight, in the survey's time zone);
-2. :func:`compute_day` — read the day's answers (``lambdas/survey/responses.py`` ``read_day``: one
-   paginated Query on ``SurveyDateIndex``), count them, and replace the day's rows in the reporting
-   table in one transaction;
+2. :func:`compute_day` — read the day's answers (``lambdas/survey/responses.py`` ``iter_day``: one
+   paginated Query on ``SurveyDateIndex``), count each page as it arrives (memory: one page and the
+   counters, never the day), and replace the day's rows in the reporting table in one transaction;
 3. :func:`publish_day` — read the day's rows and the trend back from the reporting table, and write
    the CSV and the PNG chart to object storage under day-scoped keys
    (``<prefix>/day=YYYY-MM-DD/nps-YYYY-MM-DD.csv`` and ``.../nps-trend-<N>d-YYYY-MM-DD.png``);
@@ -20,7 +20,7 @@ import datetime as dt
 import io
 import logging
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from entity_etl.nps.aggregate import DayFigures, aggregate_day
@@ -66,31 +66,48 @@ def day_of_interval(start: dt.datetime | None, end: dt.datetime | None, *, timez
     return local_start.date()
 
 
-def lambda_read_day() -> DayReader:
-    """``read_day`` of ``lambdas/survey/responses.py``, imported when a day is read (never at parse time)."""
+def lambda_iter_day() -> DayReader:
+    """``iter_day`` of ``lambdas/survey/responses.py``, imported when a day is read (never at parse time)."""
     try:
-        from lambdas.survey.responses import read_day
+        from lambdas.survey.responses import iter_day
     except ImportError as exc:
         raise NpsJobError(
             f"cannot import lambdas.survey.responses ({exc}): the NPS DAG reads the answers with "
             "lambdas/survey/responses.py, so the folder holding lambdas/ (the repository root) must be on "
             "the workers' PYTHONPATH"
         ) from None
-    return read_day
+    return iter_day
+
+
+def _read_error(day: dt.date, table: str, exc: Exception) -> NpsJobError:
+    error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    detail = f"{error.get('Code')}: {error.get('Message')}" if error else f"{type(exc).__name__}: {exc}"
+    return NpsJobError(
+        f"{day}: cannot read the answers from DynamoDB table {table!r} (index SurveyDateIndex): {detail}"
+    )
+
+
+def _named_errors(answers: Iterable[Mapping[str, Any]], day: dt.date, table: str) -> Iterator[Mapping[str, Any]]:
+    try:
+        yield from answers
+    except Exception as exc:  # the reader's own errors only: the consumer's are raised where it is
+        raise _read_error(day, table, exc) from None
 
 
 def read_answers(
     *, day: dt.date, table: str, client: Any = None, reader: DayReader | None = None
-) -> Iterable[Mapping[str, Any]]:
-    read = reader or lambda_read_day()
+) -> Iterator[Mapping[str, Any]]:
+    """The day's answers as they are read (``iter_day`` by default; ``reader`` may return any iterable).
+
+    A failure of the read, when it starts or on any later page, is an :class:`NpsJobError` that names
+    the day and the table.
+    """
+    read = reader or lambda_iter_day()
     try:
-        return read(table, day, client=client)
+        answers = read(table, day, client=client)
     except Exception as exc:
-        error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
-        detail = f"{error.get('Code')}: {error.get('Message')}" if error else f"{type(exc).__name__}: {exc}"
-        raise NpsJobError(
-            f"{day}: cannot read the answers from DynamoDB table {table!r} (index SurveyDateIndex): {detail}"
-        ) from None
+        raise _read_error(day, table, exc) from None
+    return _named_errors(answers, day, table)
 
 
 def _open_reporting_db(day: dt.date, settings: NpsSettings, resolver: ConnectionResolver) -> Database:
@@ -137,8 +154,7 @@ def compute_day(
 ) -> dict[str, Any]:
     """Read, count and store the day; return its overall figures (JSON-serialisable, for XCom)."""
     answers = read_answers(day=day, table=settings.responses_table, client=client, reader=reader)
-    figures = aggregate_day(answers, day=day, scale=settings.scale)
-    del answers  # read_day returns a list: let it go before the database work
+    figures = aggregate_day(answers, day=day, scale=settings.scale)  # page by page: the day is never held
     summary = figures_summary(figures)
     log.info(
         "%s: %d answers, NPS %s, CSAT %s%%, %d queues, %d agents (scale %s)",
