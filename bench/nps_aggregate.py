@@ -7,24 +7,26 @@ Scenarios, each in a fresh Python process (so each has its own peak RSS):
   and the memory they add to the list's;
 * ``generator + counters``: the same answers made one at a time by a generator, never all held: the
   memory of the aggregation alone (the time adds making the answers);
-* ``read_day + aggregate``: what ``compute_day`` does today. The real ``read_day`` of
+* ``read_day + aggregate`` (before): what ``compute_day`` did until it streamed. ``read_day`` of
   ``lambdas/survey/responses.py`` pages through a stub DynamoDB client that builds each 1 MB page
   (``--page-items`` items in attribute-value form, as the ``SurveyDateIndex`` projects them) when it is
   asked for, and returns the whole day as a list; then the day is aggregated.
-* ``paged read + aggregate``: the same pages, parsed the same way, but each page aggregated as it
-  arrives, never building the day's list. This is what a generator beside ``read_day`` would give
-  (``read_day`` itself is the Lambdas' file and returns a list).
+* ``iter_day + aggregate``: the same pages, parsed by the same code, through ``iter_day``, the generator
+  beside ``read_day``: each page is aggregated as it arrives, the day's list is never built.
+* ``compute_day's read`` (after): what ``compute_day`` does now, ``entity_etl.nps.job.read_answers``
+  (``iter_day`` behind the job's error naming) into ``aggregate_day``; the reporting table is left out.
 
-Each scenario reports its wall time and answers per second and the growth of the process's peak RSS
-(``ru_maxrss``) over the scenario; with ``--tracemalloc``, a second, untimed and much slower pass also
-gives the peak of Python allocations. The answers spread over ``--queues`` queues and ``--agents`` agents,
+Each scenario reports its wall time, its CPU time, answers per second (by wall time) and the growth
+of the process's peak RSS (``ru_maxrss``) over the scenario, and its CPU time and RSS as ratios to
+the "before" scenario; with ``--tracemalloc``, a second, untimed and much slower pass also gives the
+peak of Python allocations. The answers spread over ``--queues`` queues and ``--agents`` agents,
 one in ten without an agent. The stub has no network and no botocore parsing: against DynamoDB a 1M
 day is about 200 Query pages, whose transfer and parsing add to the read, not to the aggregation.
 
 The figures are checked: every scenario must count the same answers and give the same NPS.
 
 Run: ``uv run --frozen --all-extras python bench/nps_aggregate.py [--answers 1000000] [--tracemalloc]``
-(about 1.5 min for 1M answers on 2 cores; with ``--tracemalloc`` several minutes more).
+(about 1 min for 1M answers on 2 cores; with ``--tracemalloc`` about 6 min).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "plugins"))
 
 DAY = dt.date(2026, 11, 24)
-SCENARIOS = ("counters", "generator + counters", "read_day + aggregate", "paged read + aggregate")
+BEFORE = "read_day + aggregate"
+SCENARIOS = ("counters", "generator + counters", BEFORE, "iter_day + aggregate", "compute_day's read")
 
 
 def answer_values(i: int, queues: int, agents: int) -> tuple[str, str, int, str, str | None, str]:
@@ -104,38 +107,11 @@ class StubDynamoDB:
         return page
 
 
-def paged_answers(client: StubDynamoDB, table: str) -> Iterator[dict[str, Any]]:
-    """``read_day``'s Query and parsing, one page at a time (a generator: no list of the day)."""
-    from lambdas.survey import responses
-
-    request: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": responses.DATE_INDEX,
-        "KeyConditionExpression": "#date = :date",
-        "ExpressionAttributeNames": {"#date": responses.DATE_KEY},
-        "ExpressionAttributeValues": {":date": {"S": DAY.isoformat()}},
-    }
-    while True:
-        page = client.query(**request)
-        for item in page.get("Items", []):
-            yield {
-                "contact_id": item[responses.TABLE_KEY]["S"],
-                "survey_date": item[responses.DATE_KEY]["S"],
-                "responded_at": item[responses.TIME_KEY]["S"],
-                "rating": int(item["Rating"]["N"]),
-                "original_contact_id": (item.get("OriginalContactId") or {}).get("S"),
-                "agent": (item.get("Agent") or {}).get("S"),
-                "queue": (item.get("Queue") or {}).get("S"),
-            }
-        if not page.get("LastEvaluatedKey"):
-            return
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def scenario(name: str, args: argparse.Namespace) -> Callable[[], Any]:
-    from lambdas.survey.responses import read_day
+    from lambdas.survey.responses import iter_day, read_day
 
     from entity_etl.nps.aggregate import aggregate_day
+    from entity_etl.nps.job import read_answers
 
     def stub() -> StubDynamoDB:
         return StubDynamoDB(args.answers, args.page_items, args.queues, args.agents)
@@ -145,10 +121,12 @@ def scenario(name: str, args: argparse.Namespace) -> Callable[[], Any]:
         return lambda: aggregate_day(day, day=DAY)
     if name == "generator + counters":
         return lambda: aggregate_day(answers(args.answers, args.queues, args.agents), day=DAY)
-    if name == "read_day + aggregate":
+    if name == BEFORE:
         return lambda: aggregate_day(read_day("SurveyResponses", DAY, client=stub()), day=DAY)
-    if name == "paged read + aggregate":
-        return lambda: aggregate_day(paged_answers(stub(), "SurveyResponses"), day=DAY)
+    if name == "iter_day + aggregate":
+        return lambda: aggregate_day(iter_day("SurveyResponses", DAY, client=stub()), day=DAY)
+    if name == "compute_day's read":
+        return lambda: aggregate_day(read_answers(day=DAY, table="SurveyResponses", client=stub()), day=DAY)
     raise SystemExit(f"unknown scenario {name!r}")
 
 
@@ -159,9 +137,9 @@ def maxrss_mb() -> float:
 def child(name: str, args: argparse.Namespace) -> None:
     run = scenario(name, args)
     base = maxrss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     figures = run()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     rss = maxrss_mb() - base
     peak = None
     if args.tracemalloc:
@@ -173,6 +151,7 @@ def child(name: str, args: argparse.Namespace) -> None:
     result = {
         "scenario": name,
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "rss_growth_mb": rss,
         "python_peak_mb": peak,
         "responses": figures.overall.responses,
@@ -213,13 +192,22 @@ def main(argv: list[str] | None = None) -> int:
     figures = {(r["responses"], r["nps"], r["csat"], r["queues"], r["agents"]) for r in results}
     if len(figures) != 1 or results[0]["responses"] != args.answers:
         raise SystemExit(f"the scenarios disagree: {figures}")
-    print(f"\n{'scenario':<24} {'seconds':>8} {'answers/s':>11} {'peak RSS +MB':>13} {'Python peak MB':>15}")
+    before = next(r for r in results if r["scenario"] == BEFORE)
+    print(
+        f"\n{'scenario':<24} {'seconds':>8} {'CPU s':>7} {'answers/s':>11} {'peak RSS +MB':>13} "
+        f"{'Python peak MB':>15} {'CPU/before':>11} {'RSS/before':>11}"
+    )
     for r in results:
         python_peak = "-" if r["python_peak_mb"] is None else f"{r['python_peak_mb']:.1f}"
+        rss_ratio = r["rss_growth_mb"] / before["rss_growth_mb"] if before["rss_growth_mb"] > 0 else float("nan")
         print(
-            f"{r['scenario']:<24} {r['seconds']:>8.2f} {args.answers / r['seconds']:>11,.0f} "
-            f"{r['rss_growth_mb']:>13.1f} {python_peak:>15}"
+            f"{r['scenario']:<24} {r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} {args.answers / r['seconds']:>11,.0f} "
+            f"{r['rss_growth_mb']:>13.1f} {python_peak:>15} {r['cpu_seconds'] / before['cpu_seconds']:>10.2f}x "
+            f"{rss_ratio:>10.3f}x"
         )
+    print(f"(before: {BEFORE}, the day held as a list; ratios below 1 are less than before; CPU s is the")
+    print(" process's own CPU time, which other work on the machine skews less than the wall time)")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     (n, nps, csat, queues, agents) = figures.pop()
     print(f"\nall scenarios: {n:,} answers, NPS {nps}, CSAT {csat}%, {queues} queues, {agents} agents")
     return 0

@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100, help="records per Kinesis batch")
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="survey-bench-"))
     moto = start_moto(work)
     try:
@@ -183,6 +184,10 @@ def main() -> None:
         scenarios["redelivered"] = [run(event, 0) for event in delivered]
 
         print(f"process_ctr_stream.handler, {size}-record Kinesis batches, {args.batches} per scenario, moto server")
+        print(
+            f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load_at_start:.2f} at the start, "
+            f"{os.getloadavg()[0]:.2f} at the end"
+        )
         print(f"reference: one DynamoDB PutItem round trip to this moto server, median {round_trip_ms:.2f} ms")
         print()
         header = (
