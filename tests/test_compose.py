@@ -4,6 +4,11 @@
   Airflow 3 compose (api-server, scheduler, dag-processor, triggerer, an init step, Postgres), plus
   MySQL 8 and the AWS emulator; examples are off; dags/, plugins/ and include/ are mounted, and every
   mounted path exists; every connection an entity file names is defined.
+* Every Airflow component gets the same non-empty JWT secret and API secret key (Airflow generates its
+  own per container otherwise, and the tokens one signs the others reject), and the login the README
+  names works: the committed passwords file airflow-init installs is read by the real SimpleAuthManager,
+  ``admin``/``admin`` gets a token, and a component with the compose's JWT secret accepts that token
+  where one without it does not.
 * Its two init scripts run for real: ``bootstrap_aws.py`` against a moto server (twice: idempotent),
   after which the DynamoDB run store and lease work on the tables it made; ``load_demo_sources.py``
   against MariaDB, after which the ``de`` entity runs from those MySQL sources into a MySQL target.
@@ -13,7 +18,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -145,6 +156,167 @@ def test_demo_sources_load_into_mysql_and_de_runs_from_them(
     assert cur.fetchone() == (loaded, loaded)
     assert loaded == stats["dedupe"].rows_out > 0
     assert stats["translate"].details["translated"] > 0
+
+
+_COMPOSE_VAR = re.compile(r"\$\$|\$\{(\w+)(?:(:?-)([^}]*))?\}|\$(\w+)")
+
+
+def interpolate(value: str, shell: Mapping[str, str]) -> str:
+    """What ``docker compose`` makes of a value: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``$$``."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(4)
+        if match.group(2) == ":-" and not shell.get(name):
+            return match.group(3)
+        if match.group(2) == "-" and name not in shell:
+            return match.group(3)
+        return shell.get(name, "")
+
+    return _COMPOSE_VAR.sub(one, value)
+
+
+def service_env(name: str, shell: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {k: interpolate(str(v), shell or {}) for k, v in SERVICES[name]["environment"].items()}
+
+
+SHARED_SECRETS = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": "AIRFLOW_JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY": "AIRFLOW_API_SECRET_KEY",
+}
+
+
+@pytest.mark.parametrize("shell", [{}, {"AIRFLOW_JWT_SECRET": "j" * 80, "AIRFLOW_API_SECRET_KEY": "k" * 80}])
+def test_every_airflow_component_shares_the_jwt_secret_and_api_secret_key(shell: dict[str, str]) -> None:
+    for key, variable in SHARED_SECRETS.items():
+        values = {name: service_env(name, shell).get(key) for name in ["airflow-init", *AIRFLOW]}
+        assert len(set(values.values())) == 1, (key, values)
+        value = values["airflow-apiserver"]
+        assert value, key
+        if variable in shell:
+            assert value == shell[variable]  # the environment overrides the default
+        else:
+            assert value.startswith("local-dev-only-"), value  # the default says what it is
+        # JWTs are signed HS512: PyJWT flags an HMAC key shorter than the hash (64 bytes) as insecure.
+        assert len(value.encode()) >= 64, (key, value)
+
+
+def passwords_install() -> tuple[Path, str, str]:
+    """airflow-init's copy of the passwords file: (repo file it copies, destination, owner)."""
+    init = SERVICES["airflow-init"]["command"][-1].replace("\\\n", " ")
+    (line,) = [line for line in init.splitlines() if line.strip().startswith("install ")]
+    words = shlex.split(line)
+    owner = words[words.index("-o") + 1]
+    source, destination = words[-2:]
+    mounts = dict(reversed(v.split(":")[:2]) for v in SERVICES["airflow-init"]["volumes"])
+    folder = str(Path(source).parent)
+    assert folder in mounts, f"airflow-init copies {source}, which no mount provides"
+    return ROOT / mounts[folder] / Path(source).name, destination, owner
+
+
+def readme_compose_login() -> tuple[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## docker-compose\n", 1)[1].split("\n## ", 1)[0]
+    found = re.findall(r"user (\w+), password (\w+)", section)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_login_the_readme_names_is_the_one_airflow_init_installs() -> None:
+    password_file = SERVICES["airflow-apiserver"]["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    source, destination, owner = passwords_install()
+    assert destination == "$${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE}"  # bash reads the path set above
+    assert interpolate(destination, {}) == "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE}"
+    # Owned by the user the components run as: SimpleAuthManager opens the file read-write ("r+", "a+").
+    assert f"{owner}:0" == SERVICES["airflow-apiserver"]["user"]
+    folder = str(Path(password_file).parent)
+    for name in ["airflow-init", *AIRFLOW]:
+        assert service_env(name)["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == password_file, name
+        (volume,) = [v for v in SERVICES[name]["volumes"] if v.split(":")[1] == folder]
+        named, _, *mode = volume.split(":")
+        assert named in COMPOSE["volumes"], f"{name}: {volume} is not a named volume"
+        assert "ro" not in mode, f"{name}: {volume} is read-only; SimpleAuthManager writes to the file"
+    passwords = json.loads(source.read_text(encoding="utf-8"))
+    users = dict(
+        u.split(":")[:2]
+        for u in service_env("airflow-apiserver")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")
+    )
+    user, password = readme_compose_login()
+    assert users == {user: "admin"}  # user name: role
+    assert passwords == {user: password}
+    assert f"user {user}, password {password}" in (ROOT / "docker-compose.yaml").read_text()
+
+
+# Run in a fresh interpreter per component, so each reads its own environment as a container would.
+_API_SERVER_LOGIN = """
+import json, sys
+from fastapi import HTTPException
+from airflow.api_fastapi.app import init_auth_manager
+from airflow.api_fastapi.auth.managers.simple.datamodels.login import LoginBody
+from airflow.api_fastapi.auth.managers.simple.services.login import SimpleAuthManagerLogin
+init_auth_manager()
+user, password = sys.argv[1:3]
+wrong = None
+try:
+    SimpleAuthManagerLogin.create_token(LoginBody(username=user, password=password + "x"))
+except HTTPException as exc:
+    wrong = exc.status_code
+print(json.dumps({"token": SimpleAuthManagerLogin.create_token(LoginBody(username=user, password=password)),
+                  "wrong_password": wrong}))
+"""
+_COMPONENT_VALIDATES = """
+import json, sys
+import jwt
+from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+try:
+    claims = SimpleAuthManager._get_token_validator().validated_claims(sys.argv[1])
+except jwt.InvalidTokenError as exc:
+    claims = {"rejected": type(exc).__name__}
+print(json.dumps(claims))
+"""
+
+
+def airflow_component(code: str, env: Mapping[str, str], home: Path, *args: str) -> Any:
+    keep = {
+        k: v
+        for k, v in env.items()
+        if k.startswith(("AIRFLOW__API", "AIRFLOW__CORE__SIMPLE_AUTH", "AIRFLOW__CORE__AUTH"))
+    }
+    home.mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "AIRFLOW_HOME": str(home), **keep},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_admin_logs_in_and_every_component_accepts_the_token(tmp_path: Path) -> None:
+    """The real SimpleAuthManager on the installed passwords file, and the JWT checked by another component."""
+    source, _, _ = passwords_install()
+    installed = tmp_path / "auth" / "simple_auth_manager_passwords.json"
+    installed.parent.mkdir()
+    shutil.copyfile(source, installed)  # what airflow-init's install does
+    user, password = readme_compose_login()
+    api_env = service_env("airflow-apiserver") | {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(installed)}
+    login = airflow_component(_API_SERVER_LOGIN, api_env, tmp_path / "apiserver", user, password)
+    assert login["wrong_password"] == 401
+    # Init found the user in the file, so it generated no password of its own.
+    assert installed.read_text(encoding="utf-8") == source.read_text(encoding="utf-8")
+
+    claims = airflow_component(
+        _COMPONENT_VALIDATES, service_env("airflow-scheduler"), tmp_path / "sched", login["token"]
+    )
+    assert (claims.get("sub"), claims.get("role")) == (user, "admin"), claims  # the role in ..._USERS
+    # Without the shared secret a container makes up its own, and rejects the API server's tokens.
+    alone = {k: v for k, v in service_env("airflow-scheduler").items() if k != "AIRFLOW__API_AUTH__JWT_SECRET"}
+    assert airflow_component(_COMPONENT_VALIDATES, alone, tmp_path / "alone", login["token"]) == {
+        "rejected": "InvalidSignatureError"
+    }
 
 
 def test_compose_file_has_no_real_secrets() -> None:

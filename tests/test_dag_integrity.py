@@ -205,6 +205,16 @@ def test_new_entity_is_yaml_and_sql_only_and_runs(airflow_db: Path, tmp_path: Pa
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert "ok: nz (enabled, schedule @weekly" in validate.stdout
+    # Step 3's connection, for the YAML's conn_id: Airflow's CLI, the environment, Secrets Manager.
+    conn_id = load_entities(include / "entities", include / "sql").entities["nz"].source.conn_id
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Add a new country\n", 1)[1]
+    step3 = section.split("\n3. ", 1)[1].split("\n4. ", 1)[0]
+    assert f"airflow connections add {conn_id} --conn-uri '" in step3
+    (variable,) = set(re.findall(r"export (AIRFLOW_CONN_\w+)=", step3))
+    assert variable == f"AIRFLOW_CONN_{conn_id.upper()}"
+    assert f"--name airflow/connections/{conn_id} " in step3
+    uris = re.findall(r"'(\w+://[^']*)'", step3)
+    assert len(uris) == 3 and set(uris) == {"mysql://USER:PASSWORD@HOST:3306/DATABASE"}, uris  # placeholders
     src, tgt = tmp_path / "nz.db", tmp_path / "target.db"
     with sqlite3.connect(src) as conn:
         conn.execute("CREATE TABLE companies (nzbn TEXT, entity_name TEXT, modified TEXT)")
@@ -222,7 +232,7 @@ def test_new_entity_is_yaml_and_sql_only_and_runs(airflow_db: Path, tmp_path: Pa
         "ETL_INCLUDE_DIR": str(include),
         "ETL_OBJECT_STORE_URL": str(tmp_path / "objects"),
         "ETL_COMPUTE_BACKEND": "local",
-        "AIRFLOW_CONN_NZ_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(src)}),
+        variable: json.dumps({"conn_type": "sqlite", "host": str(src)}),  # step 3's variable
         "AIRFLOW_CONN_ETL_TARGET": json.dumps({"conn_type": "sqlite", "host": str(tgt)}),
     }
     listed = subprocess.run(
