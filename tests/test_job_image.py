@@ -7,13 +7,19 @@ There is no Docker engine here, so the image itself is not built. Instead:
 * the dependency set the Dockerfile installs (``uv export`` of the lock, no extras, no dev group)
   holds no Airflow;
 * that set and the package are installed into a clean virtualenv, where ``import airflow`` fails and
-  ``etlctl`` runs every stage of an entity end to end on SQLite.
+  ``etlctl`` runs every stage of an entity end to end on SQLite. The virtualenv is made with a
+  Python 3.12, as in the image, when one runs here (``find_python312``: ``python3.12`` on PATH, pyenv's,
+  ``/usr/bin/python3.12``); where none does it falls back to the interpreter running the tests (3.11
+  in ``.venv``), which checks the dependency set and the stages but not on the image's Python.
+
+uv is the one ``uv run`` names in ``$UV``, else ``uv`` on PATH, else ``~/.local/bin/uv`` (where
+``make test`` installs it with ``pip --user``, often not on PATH).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +29,7 @@ import pytest
 
 from entity_files import make_include, write_entity
 from servers import require
+from test_mwaa import find_python312, find_uv
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -68,11 +75,17 @@ def test_dockerfile_slim_python_312_non_root_and_only_built_wheels() -> None:
                 assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
 
 
-def exported_requirements() -> str:
-    uv = shutil.which("uv")
+def uv_binary() -> str:
+    """``$UV`` (set by ``uv run``), else ``uv`` on PATH, else ``~/.local/bin/uv``."""
+    uv = os.environ.get("UV") or find_uv()
     require(uv is not None, "uv is not installed (make test installs it)")
+    assert uv is not None
+    return uv
+
+
+def exported_requirements() -> str:
     return subprocess.run(
-        [uv or "uv", "export", "--frozen", "--no-default-groups", "--no-emit-project", "--no-hashes"],
+        [uv_binary(), "export", "--frozen", "--no-default-groups", "--no-emit-project", "--no-hashes"],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -92,10 +105,18 @@ def test_the_image_dependency_set_has_no_airflow() -> None:
 
 @pytest.mark.slow
 def test_clean_venv_without_airflow_runs_every_stage(tmp_path: Path) -> None:
-    uv = shutil.which("uv") or "uv"
+    uv = uv_binary()
+    base = find_python312() or sys.executable  # the image's 3.12 where one runs here (see the module doc)
     venv = tmp_path / "venv"
-    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    subprocess.run([uv, "venv", "--quiet", "--python", base, str(venv)], check=True)
     python = venv / "bin" / "python"
+    version = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert version == str((3, 12) if base != sys.executable else sys.version_info[:2])
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(exported_requirements())
     install = [uv, "pip", "install", "--quiet", "--python", str(python)]
