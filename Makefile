@@ -10,12 +10,12 @@ APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-throughput clean
+.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
 	@echo "make test   - lint, type-check and run every test (starts its own MariaDB and moto servers)"
-	@echo "make bench  - DagBag load time vs dag-factory, and the 2M-row MariaDB ETL pipeline (bench-etl)"
+	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
 	@echo "make airflow - the Airflow 3 UI on http://localhost:8080 (admin/admin) on the embedded default, no Docker"
 	@echo "make deploy-mwaa BUCKET=... [MWAA_ENV=...] [SETTINGS=file] [DRY_RUN=1] - sync dags/, include/, plugins.zip to MWAA's bucket"
 
@@ -84,7 +84,7 @@ typecheck:
 schema: venv
 	@$(RUN) etlctl schema -o include/entities/entity.schema.json
 
-bench: bench-dagbag bench-etl
+bench: bench-dagbag bench-etl bench-survey
 
 bench-dagbag: venv
 	@$(UV) sync --frozen --all-extras --group bench --quiet
@@ -93,6 +93,11 @@ bench-dagbag: venv
 # Every stage through etlctl against the server alone and a naive loop; ROWS may be a list: 1000000,4000000.
 bench-etl: venv
 	@$(RUN) python bench/etl_pipeline.py --rows $(ROWS)
+
+# Aggregating a day of 1M survey answers (time, peak memory), and the CTR handler per 100-record batch on moto.
+bench-survey: venv
+	@$(RUN) python bench/nps_aggregate.py
+	@$(RUN) python bench/survey_handler.py
 
 # The former name of bench-etl.
 bench-throughput: bench-etl
