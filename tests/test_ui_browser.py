@@ -1,13 +1,14 @@
 """The Airflow 3 UI in a real, headless browser, against ``make airflow``'s four processes.
 
-Debian's Chromium (or, where apt has none, the one ``playwright install`` put in place) driven by Playwright logs in with
+Debian's Chromium (``/usr/bin/chromium``, the apt package ``chromium``), driven by Playwright, logs in with
 SimpleAuthManager, finds the entity DAGs, unpauses ``etl_de`` with the UI toggle, triggers it from the
 trigger dialog, reads every task's state from the run page, then creates a three-interval backfill
 through the dialog's Backfill form and checks that its runs went one at a time. The REST API the UI uses
 (``/api/v2``, JWT from ``/auth/token``) confirms what the page shows. Screenshots go to
 ``.test-artifacts/ui/``.
 
-Under ``CI=true`` a missing Chromium or Playwright is a failure, never a skip.
+Playwright is only the driver: the test never launches (nor downloads) a browser of Playwright's own. Without
+``/usr/bin/chromium`` it is skipped, and under ``CI=true`` a missing Chromium or Playwright is a failure.
 """
 
 from __future__ import annotations
@@ -36,10 +37,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-#: Debian's package; ``None`` means Playwright's own browser (``make test-deps`` installs it where apt has none).
-CHROMIUM: Path | None = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-if "CHROMIUM" not in os.environ and not CHROMIUM.exists():
-    CHROMIUM = None
+#: Debian's package, and the only browser the test launches (never one Playwright downloads).
+CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 ARTIFACTS = ROOT / ".test-artifacts" / "ui"
 DAG_ID = "etl_de"
@@ -58,12 +57,11 @@ def _playwright_or_fail() -> Any:
         from playwright.sync_api import sync_playwright
     except ImportError:
         require(False, "the playwright package is missing: uv sync --frozen --all-extras (it is in the dev group)")
-    if CHROMIUM is not None:
-        require(
-            CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK),
-            f"{CHROMIUM} (CHROMIUM=) is missing or not executable: apt-get install -y chromium",
-        )
-    # With no CHROMIUM, a missing Playwright browser makes launch() fail with its own clear message.
+    require(
+        CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK),
+        f"{CHROMIUM} is missing or not executable: apt-get install -y chromium (Debian's package; the test"
+        " never uses a browser Playwright downloads)",
+    )
     return sync_playwright
 
 
@@ -141,8 +139,7 @@ def browser() -> Iterator[Browser]:
     for stale in ARTIFACTS.glob("failed-*.png"):  # the named screenshots are overwritten; old failures go
         stale.unlink(missing_ok=True)
     with sync_playwright() as p:
-        executable = str(CHROMIUM) if CHROMIUM is not None else None
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
 
