@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 # mysqlclient has no Linux wheel: it compiles (gcc, the Python headers, pkg-config + libmariadb-dev).
 # python3-pip installs uv where it is missing.
 APT_PACKAGES := mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-dev python3-pip
-# The UI test's browser: Debian's chromium; where apt has none (Ubuntu ships a snap), Playwright's own.
+# The UI test's browser: Debian's chromium at /usr/bin/chromium (never a downloaded browser).
 APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
@@ -55,7 +55,7 @@ test-deps: venv
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing:$$missing"; \
 	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1; } \
-	    || { echo "no apt package$$missing: installing Playwright's Chromium"; $(RUN) playwright install --with-deps chromium; }; \
+	    || echo "could not install$$missing from apt: the UI test needs /usr/bin/chromium (it fails under CI=true, skips otherwise)"; \
 	fi
 
 test: test-deps
