@@ -24,7 +24,9 @@ from entity_etl.runtime.connections import ConnectionInfo
 
 _TYPE = re.compile(r"^(?P<base>[a-z]+)(\((?P<args>[\d,\s]+)\))?$")
 # The named parameters the runtime binds into entity SQL: the data interval, and the extract chunk bounds.
-_INTERVAL_PARAM = re.compile(r"(?<![:\w]):(data_interval_start|data_interval_end|chunk_after|chunk_upto)\b")
+_INTERVAL_PARAM = re.compile(
+    r"(?<![:\w]):(data_interval_start|data_interval_end|chunk_after|chunk_upto|chunk_cut_\d+)\b"
+)
 
 
 #: Session variables set on each MySQL connection of the stages (not on the extract's raw streaming
@@ -34,6 +36,18 @@ _INTERVAL_PARAM = re.compile(r"(?<![:\w]):(data_interval_start|data_interval_end
 #: ``session_variables`` extra overrides them, and ``null`` drops one.
 SESSION_VARIABLES: dict[str, int | str] = {"tmp_table_size": 256 << 20, "max_heap_table_size": 256 << 20}
 _SESSION_VARIABLE = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _encoders() -> dict[Any, Any]:
+    try:
+        from MySQLdb.converters import conversions
+    except ImportError:  # SQLite only: no MySQL driver installed
+        return {}
+    # Keys that are Python types encode parameters; the integer keys (field types) decode results.
+    return {k: v for k, v in conversions.items() if isinstance(k, type)}
+
+
+_ENCODERS_ONLY = _encoders()
 
 
 class DatabaseError(RuntimeError):
@@ -50,6 +64,8 @@ def split_type(column_type: str) -> tuple[str, list[int]]:
 
 class Database(ABC):
     dialect: str
+    #: Consecutive extract chunks read by one query (``chunks.window_sql``); 1: one query per chunk.
+    chunk_window: int = 1
 
     def __init__(self, info: ConnectionInfo) -> None:
         self.info = info
@@ -305,6 +321,9 @@ class SqliteDatabase(Database):
 
 class MySQLDatabase(Database):
     dialect = "mysql"
+    # One sort of the window's rows instead of one full scan of the source per chunk (bench/README.md);
+    # SQLite, the embedded default, keeps one query per chunk, which keeps the query's own row order.
+    chunk_window = 100
 
     def __init__(self, info: ConnectionInfo) -> None:
         super().__init__(info)
@@ -477,12 +496,25 @@ class MySQLDatabase(Database):
         import MySQLdb
         import MySQLdb.cursors
 
-        # A second, raw connection: no type conversion at all (conv={}) and bytes for text
-        # (use_unicode=False), so values go from the wire to the CSV without a Python object per type.
+        # A second, raw connection: no conversion of results at all (the driver's encoders only, for the
+        # parameters) and bytes for text (use_unicode=False), so values go from the wire to the CSV
+        # without a Python object per type.
+        # The stream pauses while each finished part is uploaded: give the server's writes more than its
+        # default 60 s before it drops the connection. The session_variables extra still wins.
+        settings = {"net_write_timeout": 600, **self.session_variables()}
         try:
-            raw_conn = MySQLdb.connect(**self._connect_kwargs(), use_unicode=False, conv={})
+            raw_conn = MySQLdb.connect(**self._connect_kwargs(), use_unicode=False, conv=_ENCODERS_ONLY)
         except MySQLdb.Error as exc:
             raise DatabaseError(f"cannot connect to {self.info.describe()}: {exc.args[-1]}") from None
+        try:
+            with raw_conn.cursor() as setup:
+                setup.execute("SET SESSION " + ", ".join(f"{n} = %s" for n in settings), list(settings.values()))
+        except MySQLdb.Error as exc:
+            raw_conn.close()
+            raise DatabaseError(
+                f"{self.info.conn_id}: cannot set the session variables {sorted(settings)}: {exc.args[-1]} "
+                "(change or drop them with the connection extra session_variables)"
+            ) from None
         try:
             cursor = raw_conn.cursor(MySQLdb.cursors.SSCursor)
             cursor.execute(self.bind_interval(sql), params)

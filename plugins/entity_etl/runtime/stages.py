@@ -25,8 +25,8 @@ import socket
 import tempfile
 import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,23 +153,53 @@ def cleanup(ctx: RunContext) -> dict[str, Any]:
 
 
 # -- extract ---------------------------------------------------------------------------------------
-def _write_part(
-    ctx: RunContext, path: Path, batches: Iterator[Sequence[Sequence[bytes | None]]], order: list[int] | None
-) -> int:
-    """Encode ``batches`` into one gzip CSV file at ``path``; return the row count.
+class _PartWriter:
+    """One gzip CSV extract part, written batch by batch.
 
     Each fetch batch is encoded as one block (``csv_codec.encode_rows``: the same bytes as
     ``encode_row`` per row, in less CPU). Compressing on a writer thread was measured too and gave
     no gain where the stage has one vCPU or shares its cores with the server (bench/README.md).
     """
-    rows = 0
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
+
+    def __init__(self, path: Path, order: list[int] | None) -> None:
+        self.path, self.order, self.rows = path, order, 0
+        self._raw = path.open("wb")
         # Level 1: ~7x faster than gzip's default 9 for ~10% more bytes (see bench/README.md).
-        for batch in batches:
-            gz.write(csv_codec.encode_rows(batch, order))
-            rows += len(batch)
-            failpoints.hit("extract.batch_written")
-    return rows
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0)
+
+    def write(self, batch: Sequence[Sequence[bytes | None]]) -> None:
+        self._gz.write(csv_codec.encode_rows(batch, self.order))
+        self.rows += len(batch)
+        failpoints.hit("extract.batch_written")
+
+    def close(self) -> int:
+        try:
+            self._gz.close()
+        finally:
+            self._raw.close()
+        return self.rows
+
+
+@dataclass(frozen=True)
+class _PlannedChunk:
+    """One extract chunk to do: ``after < key <= upto`` (encoded bounds, as checkpointed), and the raw
+    bounds that bind into its query (``high`` None: open-ended, the end of the last partition)."""
+
+    after: dict[str, str] | None
+    upto: dict[str, str] | None
+    high: Any
+
+    @property
+    def low(self) -> Any:
+        return chunks.decode_key(self.after) if self.after is not None else None
+
+    def checkpoint_data(self, end: dict[str, str] | None) -> dict[str, Any]:
+        return {"after": self.after, "upto": self.upto, "end": end}
+
+
+def _window_tag(row: Sequence[bytes | None]) -> int:
+    """The chunk a row of a window query belongs to (its last column, :data:`chunks.WINDOW_COLUMN`)."""
+    return int(row[-1])  # type: ignore[arg-type]
 
 
 def extract(ctx: RunContext) -> dict[str, Any]:
@@ -264,8 +294,7 @@ def _extract_partition(
     key = db.quote(key_column)
     params = ctx.interval_params()
 
-    def run_chunk(chunk: str, chunk_query: str, bounds: dict[str, Any], extra: dict[str, Any]) -> None:
-        names, batches = db.stream(chunk_query, {**params, **bounds}, config.source.fetch_rows)
+    def column_order(names: list[str]) -> list[int]:
         missing = [c for c in expected if c not in names]
         unexpected = [c for c in names if c not in expected]
         if missing or unexpected:
@@ -275,17 +304,75 @@ def _extract_partition(
                 + (f"; unexpected {unexpected}" if unexpected else "")
                 + f" ({sql_path})"
             )
-        order = [names.index(c) for c in expected]
-        path = scratch / f"part-{chunk}.csv.gz"
-        rows = _write_part(ctx, path, batches, None if order == list(range(len(names))) else order)
+        return [names.index(c) for c in expected]
+
+    def part_writer(chunk: str, order: list[int] | None) -> _PartWriter:
+        return _PartWriter(scratch / f"part-{chunk}.csv.gz", order)
+
+    def finish(chunk: str, writer: _PartWriter | None, extra: dict[str, Any]) -> None:
+        """Upload the chunk's part (none when it has no rows), then checkpoint the chunk."""
+        rows = writer.close() if writer is not None else 0
         part: dict[str, Any] = {"key": None, "uri": None, "rows": rows, "bytes": 0}
-        if rows:
-            part["key"] = prefix + path.name
-            part["uri"] = ctx.store.put_file(part["key"], path)
-            part["bytes"] = path.stat().st_size
+        if writer is not None and rows:
+            part["key"] = prefix + writer.path.name
+            part["uri"] = ctx.store.put_file(part["key"], writer.path)
+            part["bytes"] = writer.path.stat().st_size
             failpoints.hit("extract.part_uploaded")
-        path.unlink()
+        if writer is not None:
+            writer.path.unlink()
         checkpoints.record(chunk, {**part, **extra})
+
+    def run_chunk(chunk: str, chunk_query: str, bounds: dict[str, Any], extra: dict[str, Any]) -> None:
+        names, batches = db.stream(chunk_query, {**params, **bounds}, config.source.fetch_rows)
+        order = column_order(names)
+        writer = part_writer(chunk, None if order == list(range(len(names))) else order)
+        try:
+            for batch in batches:
+                writer.write(batch)
+        except BaseException:
+            writer.close()
+            raise
+        finish(chunk, writer, extra)
+
+    def run_window(first: int, window: list[_PlannedChunk]) -> None:
+        """Several consecutive chunks from one query: the server tags each row with its chunk and
+        sends them chunk after chunk, so the source is read once for the window, not once per chunk
+        (each chunk query is a full scan where the key's index does not cover the query's filter)."""
+        low, high = window[0].low, window[-1].high
+        bounds: dict[str, Any] = {f"chunk_cut_{i}": c.high for i, c in enumerate(window[:-1])}
+        if low is not None:
+            bounds["chunk_after"] = low
+        if high is not None:
+            bounds["chunk_upto"] = high
+        query = chunks.window_sql(sql, key, lower=low is not None, upper=high is not None, cuts=len(window) - 1)
+        names, batches = db.stream(query, {**params, **bounds}, config.source.fetch_rows)
+        if names[-1] != chunks.WINDOW_COLUMN:
+            raise StageError(f"{config.entity}: extract: the chunk column {chunks.WINDOW_COLUMN} is missing")
+        order = column_order(names[:-1])
+        current = 0
+        writer: _PartWriter | None = part_writer(chunks.chunk_id(first), order)
+        try:
+            for batch in batches:
+                start = 0
+                while start < len(batch):
+                    tagged = _window_tag(batch[start])
+                    while tagged > current:  # the chunk is complete (an empty one has no part)
+                        finish(chunks.chunk_id(first + current), writer, window[current].checkpoint_data(end))
+                        current += 1
+                        writer = part_writer(chunks.chunk_id(first + current), order) if tagged == current else None
+                    if writer is None:
+                        writer = part_writer(chunks.chunk_id(first + current), order)
+                    stop = bisect_right(batch, current, lo=start, key=_window_tag)
+                    writer.write(batch[start:stop])
+                    start = stop
+            while current < len(window):
+                finish(chunks.chunk_id(first + current), writer, window[current].checkpoint_data(end))
+                current += 1
+                writer = None
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            raise
 
     last = checkpoints.last
     if last is None or last.chunk != chunks.NULL_CHUNK:
@@ -295,23 +382,29 @@ def _extract_partition(
             after = last.data.get("upto")
         end = chunks.encode_key(upper_bound) if upper_bound is not None else None
         finished = last is not None and last.data.get("upto") == last.data.get("end")
-        # The bounds of every chunk still to do, from what the source holds now (a resumed extract
-        # plans the rest after its last checkpoint, as each chunk's own boundary query did before).
-        cuts = deque() if finished else deque(_cut_points(ctx, db, sql, key, after, upper_bound))
-        while not finished:
-            bounds: dict[str, Any] = {} if after is None else {"chunk_after": chunks.decode_key(after)}
-            if cuts:
-                bounds["chunk_upto"] = cuts.popleft()
-                upto: dict[str, str] | None = chunks.encode_key(bounds["chunk_upto"])
+        # The chunks still to do, planned from what the source holds now (a resumed extract plans
+        # the rest after its last checkpoint).
+        planned: list[_PlannedChunk] = []
+        if not finished:
+            for cut in _cut_points(ctx, db, sql, key, after, upper_bound):
+                planned.append(_PlannedChunk(after, chunks.encode_key(cut), cut))
+                after = planned[-1].upto
+                if after == end:
+                    break
             else:  # fewer than chunk_rows rows remain: the rest of the partition
-                if upper_bound is not None:
-                    bounds["chunk_upto"] = upper_bound
-                upto = end
-            query = chunks.chunk_sql(sql, key, lower=after is not None, upper="chunk_upto" in bounds)
-            run_chunk(chunks.chunk_id(chunk_index), query, bounds, {"after": after, "upto": upto, "end": end})
-            finished = upto == end
-            after = upto
-            chunk_index += 1
+                planned.append(_PlannedChunk(after, end, upper_bound))
+        window_size = db.chunk_window
+        for offset in range(0, len(planned), window_size):
+            window = planned[offset : offset + window_size]
+            if len(window) == 1:
+                (one,) = window
+                bounds = {} if one.low is None else {"chunk_after": one.low}
+                if one.high is not None:
+                    bounds["chunk_upto"] = one.high
+                query = chunks.chunk_sql(sql, key, lower=one.low is not None, upper=one.high is not None)
+                run_chunk(chunks.chunk_id(chunk_index + offset), query, bounds, one.checkpoint_data(end))
+            else:
+                run_window(chunk_index + offset, window)
         if upper_bound is None:  # the last partition also takes the NULL keys
             run_chunk(chunks.NULL_CHUNK, chunks.null_chunk_sql(sql, key), {}, {"after": None, "upto": None})
     partial = {
