@@ -283,12 +283,13 @@ def _extract_chunks(setup: dict[str, Any], run_id: str) -> list[tuple[Any, ...]]
 
 
 @pytest.mark.mariadb
+@pytest.mark.parametrize("window", [3, MySQLDatabase.chunk_window])
 def test_one_window_query_cuts_exactly_the_chunks_of_one_query_per_chunk(
-    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch, window: int
 ) -> None:
     """Under a case- and accent-insensitive, PAD SPACE collation ('R05', 'r05' and 'R05 ' are one key),
-    the window query (one read of the source for up to 100 chunks) and one query per chunk give the
-    same chunks, bounds, row counts and rows."""
+    window queries (one read of the source for several chunks; 3 makes several windows here) and one
+    query per chunk give the same chunks, bounds, row counts and rows."""
     conn = setup["server"].connect(setup["db"])
     cur = conn.cursor()
     cur.execute("ALTER TABLE src MODIFY region VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
@@ -296,6 +297,7 @@ def test_one_window_query_cuts_exactly_the_chunks_of_one_query_per_chunk(
     cur.execute("UPDATE src SET region = CONCAT(region, ' ') WHERE CAST(SUBSTRING(id, 2) AS UNSIGNED) % 3 = 1")
     conn.commit()
     conn.close()
+    monkeypatch.setattr(MySQLDatabase, "chunk_window", window)
     windowed = _extract_chunks(setup, "window-run")
     monkeypatch.setattr(MySQLDatabase, "chunk_window", 1)
     per_chunk = _extract_chunks(setup, "per-chunk-run")

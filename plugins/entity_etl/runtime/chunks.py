@@ -134,14 +134,14 @@ WINDOW_COLUMN = "_etl_chunk"
 
 
 def window_sql(sql: str, key: str, *, lower: bool, upper: bool, cuts: int) -> str:
-    """The rows of ``cuts + 1`` consecutive chunks in one query, in chunk order, each tagged with its
-    chunk (0 to ``cuts``) in :data:`WINDOW_COLUMN`: chunk ``i`` ends at ``:chunk_cut_i``, the last at
+    """The rows of ``cuts + 1`` consecutive chunks in one query, each tagged with its chunk (0 to
+    ``cuts``) in :data:`WINDOW_COLUMN`: chunk ``i`` ends at ``:chunk_cut_i``, the last at
     ``:chunk_upto`` (or the end). The server compares the keys, in its collation, as it does for
     :func:`chunk_sql`, so a chunk holds exactly the rows that chunk's own query would return."""
     case = " ".join(f"WHEN src.{key} <= :chunk_cut_{i} THEN {i}" for i in range(cuts))
     return (
         f"SELECT src.*, CASE {case} ELSE {cuts} END AS {WINDOW_COLUMN} FROM {_inner(sql)} "
-        f"WHERE {_range(key, lower=lower, upper=upper)} ORDER BY {WINDOW_COLUMN}"
+        f"WHERE {_range(key, lower=lower, upper=upper)}"
     )
 
 

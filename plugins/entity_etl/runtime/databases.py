@@ -321,9 +321,10 @@ class SqliteDatabase(Database):
 
 class MySQLDatabase(Database):
     dialect = "mysql"
-    # One sort of the window's rows instead of one full scan of the source per chunk (bench/README.md);
-    # SQLite, the embedded default, keeps one query per chunk, which keeps the query's own row order.
-    chunk_window = 100
+    # One read of the source for up to 10 chunks instead of one full scan per chunk (bench/README.md);
+    # a kill redoes at most the window it was in. SQLite, the embedded default, keeps one query per
+    # chunk, which keeps the query's own row order.
+    chunk_window = 10
 
     def __init__(self, info: ConnectionInfo) -> None:
         super().__init__(info)
@@ -499,8 +500,8 @@ class MySQLDatabase(Database):
         # A second, raw connection: no conversion of results at all (the driver's encoders only, for the
         # parameters) and bytes for text (use_unicode=False), so values go from the wire to the CSV
         # without a Python object per type.
-        # The stream pauses while each finished part is uploaded: give the server's writes more than its
-        # default 60 s before it drops the connection. The session_variables extra still wins.
+        # A reader that pauses (a slow object store, a loaded container) is cut off after the server's
+        # default 60 s of net_write_timeout: give it 600 s. The session_variables extra still wins.
         settings = {"net_write_timeout": 600, **self.session_variables()}
         try:
             raw_conn = MySQLdb.connect(**self._connect_kwargs(), use_unicode=False, conv=_ENCODERS_ONLY)

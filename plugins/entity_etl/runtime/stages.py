@@ -25,7 +25,6 @@ import socket
 import tempfile
 import time
 import zlib
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,9 +334,11 @@ def _extract_partition(
         finish(chunk, writer, extra)
 
     def run_window(first: int, window: list[_PlannedChunk]) -> None:
-        """Several consecutive chunks from one query: the server tags each row with its chunk and
-        sends them chunk after chunk, so the source is read once for the window, not once per chunk
-        (each chunk query is a full scan where the key's index does not cover the query's filter)."""
+        """Several consecutive chunks from one read of the source: the server tags each row with its
+        chunk (by the planned bounds, in its own collation) and the rows go to their chunk's part as
+        they come, with no sort; each part is uploaded and checkpointed, in chunk order, once the
+        window has been read. One query per chunk is a full scan of the source each time where the
+        key's index does not cover the query's filter. A window that fails part way is read again."""
         low, high = window[0].low, window[-1].high
         bounds: dict[str, Any] = {f"chunk_cut_{i}": c.high for i, c in enumerate(window[:-1])}
         if low is not None:
@@ -349,30 +350,21 @@ def _extract_partition(
         if names[-1] != chunks.WINDOW_COLUMN:
             raise StageError(f"{config.entity}: extract: the chunk column {chunks.WINDOW_COLUMN} is missing")
         order = column_order(names[:-1])
-        current = 0
-        writer: _PartWriter | None = part_writer(chunks.chunk_id(first), order)
+        writers = [part_writer(chunks.chunk_id(first + i), order) for i in range(len(window))]
         try:
             for batch in batches:
-                start = 0
-                while start < len(batch):
-                    tagged = _window_tag(batch[start])
-                    while tagged > current:  # the chunk is complete (an empty one has no part)
-                        finish(chunks.chunk_id(first + current), writer, window[current].checkpoint_data(end))
-                        current += 1
-                        writer = part_writer(chunks.chunk_id(first + current), order) if tagged == current else None
-                    if writer is None:
-                        writer = part_writer(chunks.chunk_id(first + current), order)
-                    stop = bisect_right(batch, current, lo=start, key=_window_tag)
-                    writer.write(batch[start:stop])
-                    start = stop
-            while current < len(window):
-                finish(chunks.chunk_id(first + current), writer, window[current].checkpoint_data(end))
-                current += 1
-                writer = None
+                by_chunk: list[list[Sequence[bytes | None]]] = [[] for _ in writers]
+                for row in batch:
+                    by_chunk[_window_tag(row)].append(row)
+                for writer, rows in zip(writers, by_chunk, strict=True):
+                    if rows:
+                        writer.write(rows)
         except BaseException:
-            if writer is not None:
+            for writer in writers:
                 writer.close()
             raise
+        for i, writer in enumerate(writers):
+            finish(chunks.chunk_id(first + i), writer, window[i].checkpoint_data(end))
 
     last = checkpoints.last
     if last is None or last.chunk != chunks.NULL_CHUNK:
