@@ -426,7 +426,7 @@ def _cut_points(
     lower, upper = after is not None, upper_bound is not None
     rows = ctx.config.source.chunk_rows
     try:
-        if int(db.query(db.bind_interval(chunks.count_sql(sql, key, lower=lower, upper=upper)), params)[0][0]) < rows:
+        if int(db.query(db.bind_interval(chunks.count_sql(sql, key, lower=lower, upper=upper)), params)[0][0]) <= rows:
             return []
         groups = db.iter_query(
             db.bind_interval(chunks.key_counts_sql(sql, key, lower=lower, upper=upper)),
