@@ -430,16 +430,26 @@ class MySQLDatabase(Database):
         except MySQLdb.Error as exc:
             raise DatabaseError(f"cannot connect to {self.info.describe()}: {exc.args[-1]}") from None
         self._conn.autocommit(False)
-        if settings:
-            try:
-                with self._conn.cursor() as cursor:
-                    cursor.execute("SET SESSION " + ", ".join(f"{n} = %s" for n in settings), list(settings.values()))
-            except MySQLdb.Error as exc:
-                self.close()
-                raise DatabaseError(
-                    f"{self.info.conn_id}: cannot set the session variables {sorted(settings)}: {exc.args[-1]} "
-                    "(change or drop them with the connection extra session_variables)"
-                ) from None
+        try:
+            self._set_session(self._conn, settings)
+        except DatabaseError:
+            self.close()
+            raise
+
+    def _set_session(self, conn: Any, settings: dict[str, Any]) -> None:
+        """``SET SESSION`` the variables on ``conn``, or a :class:`DatabaseError` that says how to change them."""
+        import MySQLdb
+
+        if not settings:
+            return
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SET SESSION " + ", ".join(f"{n} = %s" for n in settings), list(settings.values()))
+        except MySQLdb.Error as exc:
+            raise DatabaseError(
+                f"{self.info.conn_id}: cannot set the session variables {sorted(settings)}: {exc.args[-1]} "
+                "(change or drop them with the connection extra session_variables)"
+            ) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -508,14 +518,10 @@ class MySQLDatabase(Database):
         except MySQLdb.Error as exc:
             raise DatabaseError(f"cannot connect to {self.info.describe()}: {exc.args[-1]}") from None
         try:
-            with raw_conn.cursor() as setup:
-                setup.execute("SET SESSION " + ", ".join(f"{n} = %s" for n in settings), list(settings.values()))
-        except MySQLdb.Error as exc:
+            self._set_session(raw_conn, settings)
+        except DatabaseError:
             raw_conn.close()
-            raise DatabaseError(
-                f"{self.info.conn_id}: cannot set the session variables {sorted(settings)}: {exc.args[-1]} "
-                "(change or drop them with the connection extra session_variables)"
-            ) from None
+            raise
         try:
             cursor = raw_conn.cursor(MySQLdb.cursors.SSCursor)
             cursor.execute(self.bind_interval(sql), params)
