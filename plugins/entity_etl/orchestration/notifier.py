@@ -246,30 +246,27 @@ def _batch_section(task: Any, ti: Any, log: Any) -> tuple[dict[str, Any] | None,
     return details, url
 
 
-def _stage_stats_from_run_store(entity: str | None, run_id: Any) -> dict[str, Mapping[str, Any]]:
-    """The run's per-stage statistics as the runtime recorded them (the run store is the audit trail)."""
+def _stage_records(entity: str | None, run_id: Any) -> list[Any]:
+    """The run's stage records in the run store (its ``_run`` record aside); none when there is no
+    entity or run id, or no run store reachable from here (the event then just lacks what they give)."""
     if not entity or not run_id:
-        return {}
+        return []
     try:
         from entity_etl.runtime.run_store import RUN, open_run_store
 
-        records = open_run_store().run_records(entity, str(run_id))
-    except Exception:  # no run store reachable from here: the summary just has no statistics
-        return {}
-    return {r.stage: r.stats for r in records if r.stage != RUN and r.status == "succeeded" and r.stats}
+        return [r for r in open_run_store().run_records(entity, str(run_id)) if r.stage != RUN]
+    except Exception:
+        return []
+
+
+def _stage_stats_from_run_store(entity: str | None, run_id: Any) -> dict[str, Mapping[str, Any]]:
+    """The run's per-stage statistics as the runtime recorded them (the run store is the audit trail)."""
+    return {r.stage: r.stats for r in _stage_records(entity, run_id) if r.status == "succeeded" and r.stats}
 
 
 def _failed_stage_record(entity: str | None, run_id: Any, stage: str | None) -> Any:
     """The run store's failed record of ``stage`` (else the run's latest failed stage), or None."""
-    if not entity or not run_id:
-        return None
-    try:
-        from entity_etl.runtime.run_store import RUN, open_run_store
-
-        records = open_run_store().run_records(entity, str(run_id))
-    except Exception:  # no run store reachable from here: the event just has no error text
-        return None
-    failed = [r for r in records if r.stage != RUN and r.status == "failed" and r.error]
+    failed = [r for r in _stage_records(entity, run_id) if r.status == "failed" and r.error]
     own = [r for r in failed if r.stage == stage]
     return max(own or failed, key=lambda r: r.ended_at or r.started_at, default=None)
 

@@ -175,19 +175,15 @@ class EntityStageOperator(BaseOperator):
         """
         from entity_etl.runtime.lease import LeaseKeeper, LeaseLostError, open_lease_store
 
-        keeper = None
-        if self._lease_owner:
-            try:
-                keeper = LeaseKeeper(open_lease_store(), self.entity, self._lease_owner, owner_holds_already=True)
-                keeper.__enter__()
-            except (LeaseLostError, OSError, RuntimeError) as exc:
-                self.log.warning("the entity lease is not renewed while the job waits: %s", exc)
-                keeper = None
-        try:
+        with contextlib.ExitStack() as stack:
+            if self._lease_owner:
+                try:
+                    stack.enter_context(
+                        LeaseKeeper(open_lease_store(), self.entity, self._lease_owner, owner_holds_already=True)
+                    )
+                except (LeaseLostError, OSError, RuntimeError) as exc:
+                    self.log.warning("the entity lease is not renewed while the job waits: %s", exc)
             yield
-        finally:
-            if keeper is not None:
-                keeper.__exit__(None, None, None)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         run_id = str(context["run_id"])
