@@ -88,7 +88,16 @@ class Database(ABC):
     def placeholder(self) -> str: ...
 
     @abstractmethod
-    def upsert_sql(self, target: str, columns: Sequence[str], key: Sequence[str], select_sql: str) -> str: ...
+    def upsert_sql(
+        self,
+        target: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        select_sql: str,
+        guard: tuple[str, str] | None = None,
+    ) -> str:
+        """``INSERT ... SELECT`` that updates the row of an existing key; with ``guard`` (order column,
+        ``newest``/``oldest``) only where :func:`replaces` says the incoming row wins."""
 
     @abstractmethod
     def autoincrement_pk(self) -> str: ...
@@ -179,6 +188,23 @@ class Database(ABC):
         self.close()
 
 
+def replaces(incoming: str, existing: str, keep: str) -> str:
+    """A never-NULL condition: the incoming ``order_by`` value replaces the existing one under ``keep``.
+
+    NULL sorts as the smallest value (as in dedupe's ``ROW_NUMBER``). ``newest``: the incoming row wins
+    unless the existing one is newer (a tie goes to the later load); ``oldest``: the incoming row wins
+    only if it is strictly older (a tie keeps the existing row).
+    """
+    if keep == "newest":
+        return f"({existing} IS NULL OR ({incoming} IS NOT NULL AND {incoming} >= {existing}))"
+    if keep == "oldest":
+        return (
+            f"(({incoming} IS NULL AND {existing} IS NOT NULL) "
+            f"OR ({incoming} IS NOT NULL AND {existing} IS NOT NULL AND {incoming} < {existing}))"
+        )
+    raise ValueError(f"keep {keep!r} has no order guard")
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
     insert_batch_rows = 5_000
@@ -213,11 +239,22 @@ class SqliteDatabase(Database):
     def autoincrement_pk(self) -> str:
         return "INTEGER PRIMARY KEY AUTOINCREMENT"
 
-    def upsert_sql(self, target: str, columns: Sequence[str], key: Sequence[str], select_sql: str) -> str:
+    def upsert_sql(
+        self,
+        target: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        select_sql: str,
+        guard: tuple[str, str] | None = None,
+    ) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
         updates = ", ".join(f"{self.quote(c)} = excluded.{self.quote(c)}" for c in columns if c not in key)
         conflict = ", ".join(self.quote(k) for k in key)
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        if updates and guard:
+            order = self.quote(guard[0])
+            existing = f"{self.quote(target.split('.')[-1])}.{order}"
+            action += f" WHERE {replaces(f'excluded.{order}', existing, guard[1])}"
         return f"INSERT INTO {self.table(target)} ({cols}) {select_sql} ON CONFLICT ({conflict}) {action}"
 
     def connect(self) -> None:
@@ -329,6 +366,7 @@ class MySQLDatabase(Database):
     def __init__(self, info: ConnectionInfo) -> None:
         super().__init__(info)
         self._conn: Any = None
+        self._collation: str | None = None
 
     @property
     def conn(self) -> Any:
@@ -355,9 +393,19 @@ class MySQLDatabase(Database):
             "datetime": "DATETIME(6)",
         }[base]
 
+    @property
+    def collation(self) -> str:
+        """The server's NO PAD binary collation: 'a' and 'A', 'x' and 'x ', '' and ' ' are different keys.
+
+        ``utf8mb4_bin`` pads spaces on MariaDB and MySQL 8, so it is used only where nothing better exists
+        (MySQL 5.7, MariaDB before 10.2). Asked of the server once per connection."""
+        if self._collation is None:
+            version, comment = self.query("SELECT VERSION(), @@version_comment")[0]
+            self._collation = server_collation(str(version), str(comment or ""))
+        return self._collation
+
     def table_options(self) -> str:
-        # Binary collation: 'a' and 'A', or 'x' and 'x ', are different keys, as they are in the source.
-        return " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        return f" DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
 
     def bind_interval(self, sql: str) -> str:
         return _INTERVAL_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
@@ -368,9 +416,29 @@ class MySQLDatabase(Database):
     def autoincrement_pk(self) -> str:
         return "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
 
-    def upsert_sql(self, target: str, columns: Sequence[str], key: Sequence[str], select_sql: str) -> str:
+    def upsert_sql(
+        self,
+        target: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        select_sql: str,
+        guard: tuple[str, str] | None = None,
+    ) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
-        updates = ", ".join(f"{self.quote(c)} = VALUES({self.quote(c)})" for c in columns if c not in key)
+        values = [c for c in columns if c not in key]
+        if guard and values:
+            # The server assigns left to right and a later IF sees the new values: the order column
+            # goes last, so that every condition compares with the row as it was.
+            # Existing values by the table's name: the SELECT's table may have columns of the same name.
+            def old(c: str) -> str:
+                return f"{self.table(target)}.{self.quote(c)}"
+
+            order = self.quote(guard[0])
+            cond = replaces(f"VALUES({order})", old(guard[0]), guard[1])
+            values = [c for c in values if c != guard[0]] + [c for c in values if c == guard[0]]
+            updates = ", ".join(f"{old(c)} = IF({cond}, VALUES({self.quote(c)}), {old(c)})" for c in values)
+        else:
+            updates = ", ".join(f"{self.quote(c)} = VALUES({self.quote(c)})" for c in values)
         if not updates:
             updates = f"{self.quote(key[0])} = {self.quote(key[0])}"
         return f"INSERT INTO {self.table(target)} ({cols}) {select_sql} ON DUPLICATE KEY UPDATE {updates}"
@@ -452,6 +520,7 @@ class MySQLDatabase(Database):
             ) from None
 
     def close(self) -> None:
+        self._collation = None
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -610,6 +679,15 @@ class MySQLDatabase(Database):
         if load_error is not None:
             raise load_error
         return loaded
+
+
+def server_collation(version: str, comment: str) -> str:
+    """The NO PAD binary utf8mb4 collation of a server, from ``VERSION()`` and ``@@version_comment``."""
+    numbers = [int(n) for n in re.findall(r"\d+", version.split("-")[0])[:2]] + [0, 0]
+    major, minor = numbers[0], numbers[1]
+    if "mariadb" in version.lower() or "mariadb" in comment.lower():
+        return "utf8mb4_nopad_bin" if (major, minor) >= (10, 2) else "utf8mb4_bin"
+    return "utf8mb4_0900_bin" if major >= 8 else "utf8mb4_bin"
 
 
 def open_database(info: ConnectionInfo) -> Database:

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime import chunks, csv_codec, failpoints
+from entity_etl.runtime import chunks, csv_codec, failpoints, target_table, translation_cache
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
-from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
+from entity_etl.runtime.databases import Database, DatabaseError, MySQLDatabase, SqliteDatabase, open_database
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
 from entity_etl.runtime.metrics import MetricsSink, stage_metrics
 from entity_etl.runtime.object_store import ObjectStore
@@ -655,24 +655,29 @@ def translate(ctx: RunContext) -> dict[str, Any]:
                             untranslated += 1
                             result = original
                         rows.append((src, tgt, _sha256(original), original, result))
-                    insert = (
-                        f"INSERT INTO {q(cache)} ({q('source_language')}, {q('target_language')}, "
-                        f"{q('source_hash')}, {q('source_text')}, {q('translated_text')}) VALUES ({p}, {p}, {p}, {p}, {p})"
-                    )
+                    # Another run may have cached the same text since the read above: its row stays.
+                    insert = translation_cache.insert_sql(db, cache)
                     for row in rows:
                         db.execute(insert, row)
                     db.commit()
-            # One set-based pass replaces every value by its cached translation (after the reads, so
-            # translated values never feed back into the pages above).
+        # A cache table created before the NO PAD collation: compare in the staging table's collation.
+        bin_ = f" COLLATE {db.collation}" if isinstance(db, MySQLDatabase) else ""
+        for column in tcfg.columns:
+            col = q(column)
+            # One set-based pass per column replaces every value by its cached translation, after all
+            # the reads (translated values never feed back into the pages above), and all columns in
+            # one transaction: a crash between two columns leaves none translated, so a rerun never
+            # translates a column's English values again "from" the source language.
             updated += db.execute(
                 f"UPDATE {staging} SET {col} = (SELECT c.{q('translated_text')} FROM {q(cache)} c "
                 f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
                 f"AND c.{q('source_hash')} = {hash_fn.format(col)}) "
                 f"WHERE {col} IS NOT NULL AND EXISTS (SELECT 1 FROM {q(cache)} c "
                 f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
-                f"AND c.{q('source_hash')} = {hash_fn.format(col)} AND c.{q('translated_text')} <> {col})",
+                f"AND c.{q('source_hash')} = {hash_fn.format(col)} AND c.{q('translated_text')} <> {col}{bin_})",
                 [src, tgt, src, tgt],
             )
+            failpoints.hit("translate.column_updated")  # this column updated, nothing committed yet
         db.commit()
     return {
         "rows_in": rows_in,
@@ -754,6 +759,10 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
         staging = db.table(config.staging.table)
         db.execute(db.create_table_sql(config.target.table, [(c.target_name, c.type) for c in config.columns], key=key))
         db.commit()
+        try:
+            target_table.check_target(db, config)
+        except target_table.TargetTableError as exc:
+            raise StageError(str(exc)) from None
         null_keys = " OR ".join(f"{q(k)} IS NULL" for k in config.dedupe.key)
         bad = int(db.query(f"SELECT COUNT(*) FROM {staging} WHERE {null_keys}")[0][0])
         if bad:
@@ -770,7 +779,17 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             target_cols,
             key,
             f"SELECT {exprs} FROM {staging} WHERE {q(ROW_ID)} >= {p} AND {q(ROW_ID)} < {p} ORDER BY {q(ROW_ID)}",
+            guard=target_table.guard(config),
         )
+        kept_sql = None
+        if target_table.guard(config):
+            sanitizers = {c.name: list(c.sanitize) for c in config.columns}
+            kept_sql = target_table.kept_sql(
+                db,
+                config,
+                lambda name: _sanitized(lambda n: f"s.{q(n)}", name, sanitizers[name]),
+                f"s.{q(ROW_ID)} >= {p} AND s.{q(ROW_ID)} < {p}",
+            )
         staged = _previous_stats(ctx, "load_staging") or {}
         plan = chunks.plan_id(
             "load_target", staged.get("details", {}).get("load_id"), config.target.chunk_rows, config.target.table, sql
@@ -780,6 +799,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
         )
         resumed = len(checkpoints.done)
         written = sum(int(c.data["written"]) for c in checkpoints.done)
+        kept = sum(int(c.data.get("kept", 0)) for c in checkpoints.done)
         if low is not None:
             # Chunks by row id, each committed and checkpointed: bounded transactions on RDS, and a
             # rerun resumes after the last checkpointed chunk. The upsert makes the redo of a chunk
@@ -789,6 +809,8 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             index = int(last.chunk) + 1 if last else 0
             while start <= int(high):
                 end = start + config.target.chunk_rows
+                # Counted before the upsert, in its transaction: the rows the target keeps against them.
+                n_kept = int(db.query(kept_sql, [start, end])[0][0]) if kept_sql else 0
                 db.execute(sql, [start, end])
                 n = int(
                     db.query(
@@ -799,8 +821,11 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
                 failpoints.hit("load_target.chunk_written")  # upserted, not yet committed
                 db.commit()
                 failpoints.hit("load_target.chunk_committed")
-                checkpoints.record(chunks.chunk_id(index), {"start": start, "end": end, "written": n})
+                checkpoints.record(
+                    chunks.chunk_id(index), {"start": start, "end": end, "written": n, "kept": n_kept}
+                )
                 written += n
+                kept += n_kept
                 index += 1
                 start = end
         target_rows = _count(db, config.target.table)
@@ -812,6 +837,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             "chunks": len(checkpoints.done),
             "resumed_chunks": resumed,
             "target": config.target.table,
+            **({"kept_newer" if config.dedupe.keep == "newest" else "kept_older": kept} if kept_sql else {}),
         },
     }
 
