@@ -683,6 +683,7 @@ class MySQLDatabase(Database):
 
 def server_collation(version: str, comment: str) -> str:
     """The NO PAD binary utf8mb4 collation of a server, from ``VERSION()`` and ``@@version_comment``."""
+    version = version.removeprefix("5.5.5-")  # how MariaDB reports itself to some MySQL clients
     numbers = [int(n) for n in re.findall(r"\d+", version.split("-")[0])[:2]] + [0, 0]
     major, minor = numbers[0], numbers[1]
     if "mariadb" in version.lower() or "mariadb" in comment.lower():
