@@ -147,9 +147,7 @@ def expected_after_backfill(keep: str) -> tuple[dict[str, tuple[Any, ...]], int]
 
 
 @pytest.mark.parametrize("keep", ["newest", "oldest"])
-def test_backfill_of_an_older_interval_never_regresses_the_target(
-    keep: str, backend: Backend, tmp_path: Path
-) -> None:
+def test_backfill_of_an_older_interval_never_regresses_the_target(keep: str, backend: Backend, tmp_path: Path) -> None:
     include = include_for(tmp_path, keep)
     rows: list[Row] = []
     for i, (key, vb, va) in enumerate(VERSIONS):
@@ -268,8 +266,11 @@ def test_a_target_whose_primary_key_is_not_the_dedupe_key_is_refused(
     )
     backend.sql("INSERT INTO kv_company VALUES ('K1', 'before', 9, NULL, NULL)")
     backend.add_source([("K1", "x", 10, None, None, ts(DAY_A, 0))])
-    with pytest.raises(StageError, match=r"^kv: load_target: target table kv_company has the primary key .*"
-                       r"not \['company_id'\] .*nothing was written$"):
+    with pytest.raises(
+        StageError,
+        match=r"^kv: load_target: target table kv_company has the primary key .*"
+        r"not \['company_id'\] .*nothing was written$",
+    ):
         run(include_for(tmp_path), tmp_path, DAY_A, "r1")
     assert backend.target() == {"K1": ("before", 9, None, None)}
 
@@ -304,7 +305,7 @@ def test_a_crash_between_two_translated_columns_translates_neither_twice(
     monkeypatch.setenv(failpoints.ENV, "translate.column_updated=raise@1")  # after the first column
     failpoints.reload()
     try:
-        with pytest.raises((failpoints.InjectedFault, StageError), match="translate.column_updated"):
+        with pytest.raises((failpoints.InjectedFault, StageError), match=r"translate\.column_updated"):
             run_stage(ctx, "translate")
     finally:
         monkeypatch.delenv(failpoints.ENV)

@@ -783,7 +783,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
         )
         kept_sql = None
         if target_table.guard(config):
-            sanitizers = {c.name: list(c.sanitize) for c in config.columns}
+            sanitizers: dict[str, list[str]] = {c.name: list(c.sanitize) for c in config.columns}
             kept_sql = target_table.kept_sql(
                 db,
                 config,
@@ -821,9 +821,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
                 failpoints.hit("load_target.chunk_written")  # upserted, not yet committed
                 db.commit()
                 failpoints.hit("load_target.chunk_committed")
-                checkpoints.record(
-                    chunks.chunk_id(index), {"start": start, "end": end, "written": n, "kept": n_kept}
-                )
+                checkpoints.record(chunks.chunk_id(index), {"start": start, "end": end, "written": n, "kept": n_kept})
                 written += n
                 kept += n_kept
                 index += 1

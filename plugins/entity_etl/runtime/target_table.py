@@ -79,7 +79,9 @@ def _no_pad(db: Database, collation: str) -> bool:
     if "_nopad_" in lowered or "_0900_" in lowered or lowered == "binary":
         return True
     try:  # MySQL 8 says so itself; MariaDB's COLLATIONS table has no PAD_ATTRIBUTE
-        rows = db.query("SELECT PAD_ATTRIBUTE FROM information_schema.COLLATIONS WHERE COLLATION_NAME = %s", [collation])
+        rows = db.query(
+            "SELECT PAD_ATTRIBUTE FROM information_schema.COLLATIONS WHERE COLLATION_NAME = %s", [collation]
+        )
     except Exception:
         db.rollback()
         return False
