@@ -275,6 +275,23 @@ def test_a_target_whose_primary_key_is_not_the_dedupe_key_is_refused(
     assert backend.target() == {"K1": ("before", 9, None, None)}
 
 
+def test_a_sqlite_target_whose_key_ignores_trailing_spaces_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = Backend("sqlite", tmp_path, monkeypatch)
+    backend.sql(
+        "CREATE TABLE kv_company (company_id TEXT COLLATE RTRIM NOT NULL PRIMARY KEY, label TEXT, version INT, "
+        "sector TEXT, sector2 TEXT)"
+    )
+    backend.sql("INSERT INTO kv_company VALUES ('KVK-1', 'before', 9, NULL, NULL)")
+    backend.add_source([("KVK-1 ", "x", 10, None, None, ts(DAY_A, 0))])
+    with pytest.raises(
+        StageError, match=r"^kv: load_target: target table kv_company: key columns company_id \(RTRIM\)"
+    ):
+        run(include_for(tmp_path), tmp_path, DAY_A, "r1")
+    assert backend.target() == {"KVK-1": ("before", 9, None, None)}
+
+
 # -- translation -------------------------------------------------------------------------------------
 # A glossary that, like a real translator reading English as German, changes an English value again.
 GLOSSARY = {"de": {"Maschinenbau": "Mechanical engineering", "Mechanical engineering": "TRANSLATED TWICE"}}
@@ -337,6 +354,13 @@ def test_two_writers_of_the_same_cache_row_do_not_fail(
     import hashlib
 
     ctx = _translate_setup(tmp_path, monkeypatch, backend)
+    if backend.kind == "mariadb":  # a cache table as earlier versions created it, in utf8mb4_bin
+        backend.sql(
+            f"CREATE TABLE {TRANSLATION_CACHE_TABLE} (source_language VARCHAR(16) NOT NULL, "
+            "target_language VARCHAR(16) NOT NULL, source_hash VARCHAR(64) NOT NULL, source_text MEDIUMTEXT, "
+            "translated_text MEDIUMTEXT, PRIMARY KEY (source_language, target_language, source_hash)) "
+            "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        )
 
     def other_writer(texts: list[str]) -> None:
         backend.sql(

@@ -810,7 +810,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             while start <= int(high):
                 end = start + config.target.chunk_rows
                 # Counted before the upsert, in its transaction: the rows the target keeps against them.
-                n_kept = int(db.query(kept_sql, [start, end])[0][0]) if kept_sql else 0
+                n_kept = target_table.count_kept(db, kept_sql, [start, end]) if kept_sql else 0
                 db.execute(sql, [start, end])
                 n = int(
                     db.query(

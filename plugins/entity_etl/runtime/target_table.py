@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime.databases import Database, replaces
+from entity_etl.runtime.databases import Database, SqliteDatabase, replaces
 
 
 class TargetTableError(RuntimeError):
@@ -90,9 +90,19 @@ def _no_pad(db: Database, collation: str) -> bool:
 
 def padded_key_columns(db: Database, table: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
     """(column, type, collation) of the ``columns`` of ``table`` that compare with PAD SPACE."""
-    if db.dialect != "mysql":
-        return []  # SQLite compares text byte by byte
     schema, name = _split(table)
+    if db.dialect == "sqlite":
+        # Text compares byte by byte unless a column or the key's index says otherwise (RTRIM pads).
+        prefix = f"{db.quote(schema)}." if schema else ""
+        padded = []
+        types = {str(r[1]): str(r[2]) for r in db.query(f"PRAGMA {prefix}table_info({db.quote(name)})")}
+        for index in db.query(f"PRAGMA {prefix}index_list({db.quote(name)})"):
+            if index[3] != "pk":
+                continue
+            for info in db.query(f"PRAGMA {prefix}index_xinfo({db.quote(str(index[1]))})"):
+                if info[5] and info[2] in columns and str(info[4]).upper() != "BINARY":
+                    padded.append((str(info[2]), types.get(str(info[2]), ""), str(info[4])))
+        return padded
     rows = db.query(
         "SELECT COLUMN_NAME, COLUMN_TYPE, COLLATION_NAME FROM information_schema.COLUMNS "
         "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
@@ -122,6 +132,12 @@ def check_target(db: Database, config: EntityConfig) -> None:
             f"ADD PRIMARY KEY ({', '.join(key)})) or dedupe.key; nothing was written"
         )
     padded = padded_key_columns(db, table, key)
+    if padded and db.dialect == "sqlite":
+        names = ", ".join(f"{c} ({coll})" for c, _, coll in padded)
+        raise TargetTableError(
+            f"{where}: key columns {names} do not compare byte by byte, so distinct keys can be one key; "
+            f"nothing was written. Fix: recreate {table} with the key columns in the BINARY collation"
+        )
     if padded:
         collation = getattr(db, "collation", "utf8mb4_nopad_bin")
         fixes = "; ".join(f"ALTER TABLE {table} MODIFY {c} {t} COLLATE {collation} NOT NULL" for c, t, _ in padded)
@@ -130,3 +146,11 @@ def check_target(db: Database, config: EntityConfig) -> None:
             f"{where}: key columns {names} use a PAD SPACE collation, under which keys that differ in "
             f"trailing spaces are one key; nothing was written. Fix: {fixes}"
         )
+
+
+def count_kept(db: Database, sql: str, params: Sequence[object]) -> int:
+    """Run :func:`kept_sql` in the transaction of the upsert that follows (SQLite starts one only
+    at the first write otherwise)."""
+    if isinstance(db, SqliteDatabase) and not db.conn.in_transaction:
+        db.execute("BEGIN")
+    return int(db.query(sql, list(params))[0][0])
