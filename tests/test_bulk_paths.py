@@ -93,7 +93,7 @@ def _gzip_of(rows: list[tuple[bytes | None, ...]]) -> bytes:
 def test_load_csv_stream_on_mariadb(mariadb: MariaDB, mariadb_db: str, tmp_path: Path) -> None:
     text = [None if v is None else v.encode() for v in ODD_TEXT]
     rows = [(str(i).encode(), text[i % len(text)]) for i in range(3_000)]
-    with MySQLDatabase(parse_connection("t", mariadb.conn_json(mariadb_db))) as db:
+    with MySQLDatabase(parse_connection("t", mariadb.conn_json(mariadb_db)), local_infile=True) as db:
         db.execute("CREATE TABLE s (id INT, txt MEDIUMTEXT) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
         with gzip.open(io.BytesIO(_gzip_of(rows)), "rb") as source:
             assert db.load_csv_stream("s", ["id", "txt"], source, tmp_path) == len(rows)
@@ -106,7 +106,7 @@ def test_load_csv_stream_on_mariadb(mariadb: MariaDB, mariadb_db: str, tmp_path:
 @pytest.mark.mariadb
 def test_load_csv_stream_failures_do_not_hang(mariadb: MariaDB, mariadb_db: str, tmp_path: Path) -> None:
     rows = [(str(i).encode(), b"x" * 50) for i in range(50_000)]
-    with MySQLDatabase(parse_connection("t", mariadb.conn_json(mariadb_db))) as db:
+    with MySQLDatabase(parse_connection("t", mariadb.conn_json(mariadb_db)), local_infile=True) as db:
         # The server never opens the FIFO (no such table): the feeder is released, the load's error raised.
         with (
             gzip.open(io.BytesIO(_gzip_of(rows)), "rb") as source,

@@ -47,6 +47,8 @@ from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
+from entity_etl.runtime.redaction import redact as runtime_redact
+
 SCHEMA_VERSION = 1
 KINDS = ("task_failed", "dag_run_failed", "run_succeeded", "run_too_long")
 TOPIC_ENV = "ETL_NOTIFY_TOPIC_ARN"
@@ -59,32 +61,20 @@ DEFAULT_BATCH_LOG_GROUP = "/aws/batch/job"
 BATCH_JOB_XCOM = "batch_job_details"
 CLOUDWATCH_XCOM = "cloudwatch_events"
 
-# Hand-written because nothing upstream covers it: Airflow's secrets masker hides only values it has
-# seen registered (connection passwords read in this process) and only in Airflow's own logs, while
-# an error message goes to SNS, Teams and our logs and may quote a connection URI or a row value
-# (a phone number in a duplicate-key error, say).
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@"), "***:***@"),
-    (
-        re.compile(
-            r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|authorization)(\W{1,3})([^\s,;'\"&}]+)",
-        ),
-        r"\1\2***",
-    ),
-    (re.compile(r"\+\d[\d \-]{6,}\d"), "[number]"),
-    (re.compile(r"\b\d{9,15}\b"), "[number]"),
-)
-
-
 def redact(text: str) -> str:
-    """``text`` without credentials, secret-looking values and phone-number-like digit runs."""
+    """``text`` without credentials, secret-looking values and phone numbers.
+
+    Airflow's secrets masker first (it hides the values it has seen registered: connection passwords
+    read in this process), then the runtime's :func:`entity_etl.runtime.redaction.redact`, the one set
+    of rules the run store, ``etlctl`` and the Teams Lambda apply too: an error message goes to SNS,
+    Teams and our logs and may quote a connection URI or a row value (a phone number in a
+    duplicate-key error, say).
+    """
     with contextlib.suppress(Exception):  # the masker of the running Airflow process, when it has one
         from airflow.sdk.log import redact as airflow_redact
 
         text = str(airflow_redact(text))
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
+    return runtime_redact(text)
 
 
 def truncate(text: str, limit: int = MAX_ERROR_CHARS) -> str:

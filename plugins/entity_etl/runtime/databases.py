@@ -67,8 +67,11 @@ class Database(ABC):
     #: Consecutive extract chunks read by one query (``chunks.window_sql``); 1: one query per chunk.
     chunk_window: int = 1
 
-    def __init__(self, info: ConnectionInfo) -> None:
+    def __init__(self, info: ConnectionInfo, *, local_infile: bool = False) -> None:
         self.info = info
+        #: MySQL: whether the connection may run ``LOAD DATA LOCAL INFILE`` (only the one that loads
+        #: staging asks for it: a server could otherwise ask the client for any local file).
+        self.local_infile = local_infile
 
     # -- SQL building ---------------------------------------------------------------------------
     @abstractmethod
@@ -363,8 +366,8 @@ class MySQLDatabase(Database):
     # chunk, which keeps the query's own row order.
     chunk_window = 10
 
-    def __init__(self, info: ConnectionInfo) -> None:
-        super().__init__(info)
+    def __init__(self, info: ConnectionInfo, *, local_infile: bool = False) -> None:
+        super().__init__(info, local_infile=local_infile)
         self._conn: Any = None
         self._collation: str | None = None
 
@@ -454,7 +457,7 @@ class MySQLDatabase(Database):
             "user": info.login or "",
             "passwd": info.password or "",
             "charset": "utf8mb4",
-            "local_infile": 1,
+            "local_infile": 1 if self.local_infile else 0,
             "connect_timeout": int(info.extra.get("connect_timeout", 10)),
         }
         if info.schema:
@@ -616,6 +619,8 @@ class MySQLDatabase(Database):
         return names, batches()
 
     def load_csv(self, table: str, columns: Sequence[str], path: Path) -> int:
+        if not self.local_infile:
+            raise DatabaseError(f"connection {self.info.conn_id!r}: opened without local_infile; cannot load {table}")
         cols = ", ".join(self.quote(c) for c in columns)
         escaped = str(path).replace("\\", "\\\\").replace("'", "\\'")
         sql = (
@@ -691,9 +696,10 @@ def server_collation(version: str, comment: str) -> str:
     return "utf8mb4_0900_bin" if major >= 8 else "utf8mb4_bin"
 
 
-def open_database(info: ConnectionInfo) -> Database:
+def open_database(info: ConnectionInfo, *, local_infile: bool = False) -> Database:
+    """``local_infile``: allow ``LOAD DATA LOCAL INFILE`` on this connection (MySQL; off by default)."""
     if info.conn_type in ("mysql", "mariadb", "aurora_mysql"):
-        return MySQLDatabase(info)
+        return MySQLDatabase(info, local_infile=local_infile)
     if info.conn_type == "sqlite":
         return SqliteDatabase(info)
     raise DatabaseError(f"connection {info.conn_id!r}: unsupported conn_type {info.conn_type!r} (mysql or sqlite)")

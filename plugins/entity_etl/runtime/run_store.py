@@ -30,6 +30,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from entity_etl.runtime.redaction import redact
+
 RUN = "_run"
 STATUS_RANK = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2, "skipped": 2}
 
@@ -55,6 +57,8 @@ class StageRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUS_RANK:
             raise ValueError(f"unknown status {self.status!r}; use one of {', '.join(STATUS_RANK)}")
+        if self.error:  # every store writes the error redacted, whoever built the record
+            object.__setattr__(self, "error", redact(self.error))
 
     @property
     def day(self) -> str:

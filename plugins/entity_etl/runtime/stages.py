@@ -37,6 +37,7 @@ from entity_etl.runtime.databases import Database, DatabaseError, MySQLDatabase,
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
 from entity_etl.runtime.metrics import MetricsSink, stage_metrics
 from entity_etl.runtime.object_store import ObjectStore
+from entity_etl.runtime.redaction import redact
 from entity_etl.runtime.run_store import RunStore, StageRecord, StaleUpdateError, now_iso
 from entity_etl.runtime.stats import StageStats
 from entity_etl.runtime.translators import TranslationError, Translator
@@ -51,8 +52,9 @@ class StageError(RuntimeError):
     """A stage failed; the message names the entity, the stage and the cause, on one line."""
 
     def __init__(self, message: str) -> None:
-        # One line whatever the cause says: a server error may quote a multi-line query.
-        super().__init__(" ".join(message.split()))
+        # One line whatever the cause says: a server error may quote a multi-line query. Redacted: it
+        # goes to stderr, the run store, the Airflow log and the notifications.
+        super().__init__(redact(" ".join(message.split())))
 
 
 @dataclass
@@ -115,9 +117,10 @@ class RunContext:
             "data_interval_end": _utc(self.interval_end).strftime(fmt),
         }
 
-    def connect(self, conn_id: str) -> Database:
+    def connect(self, conn_id: str, *, local_infile: bool = False) -> Database:
+        """``local_infile``: allow ``LOAD DATA LOCAL INFILE`` (MySQL), only for the connection that loads."""
         info: ConnectionInfo = self.resolve_connection(conn_id)
-        db = open_database(info)
+        db = open_database(info, local_infile=local_infile)
         db.connect()
         return db
 
@@ -501,7 +504,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
     loaded = sum(int(c.data["rows"]) for c in done.values())
     size = 0
     with (
-        ctx.connect(config.target.conn_id) as db,
+        ctx.connect(config.target.conn_id, local_infile=True) as db,
         tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
     ):
         _ensure_staging(db, config)
