@@ -129,7 +129,9 @@ def test_raw_special_characters_in_a_uri_password_parse(password: str) -> None:
 
 
 def test_percent_encoded_passwords_and_extras_still_parse() -> None:
-    info = parse_connection("tgt", "mysql://etl:s3%2Fcr%3F3t%23@h/db?__extra__=%7B%22ssl%22%3A+%7B%22ca%22%3A+%22%2Fca.pem%22%7D%7D")
+    info = parse_connection(
+        "tgt", "mysql://etl:s3%2Fcr%3F3t%23@h/db?__extra__=%7B%22ssl%22%3A+%7B%22ca%22%3A+%22%2Fca.pem%22%7D%7D"
+    )
     assert (info.password, info.host, info.port) == ("s3/cr?3t#", "h", None)
     assert info.extra == {"ssl": {"ca": "/ca.pem"}}
     info = parse_connection("tgt", "mysql://etl:pw@host/db?notify=ops@example.com")
@@ -179,9 +181,7 @@ def test_stage_errors_and_run_store_errors_are_redacted(tmp_path: Path) -> None:
         "mysql://etl:{s}@127.0.0.1:{s}/src",
     ],
 )
-def test_etlctl_never_prints_or_records_the_password(
-    uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_etlctl_never_prints_or_records_the_password(uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     include = make_include(tmp_path)
     write_entity(include, "acme")
     value = uri.format(s=SECRET, port=free_port())
@@ -190,9 +190,24 @@ def test_etlctl_never_prints_or_records_the_password(
     for name, env_value in env.items():
         monkeypatch.setenv(name, env_value)
     proc = subprocess.run(
-        [sys.executable, "-m", "entity_etl.cli", "run-stage", "--entity", "acme", "--stage", "extract"]
-        + ["--run-id", "r1", "--interval-start", START.isoformat(), "--interval-end", END.isoformat()]
-        + ["--object-store", str(tmp_path / "store")],
+        [
+            sys.executable,
+            "-m",
+            "entity_etl.cli",
+            "run-stage",
+            "--entity",
+            "acme",
+            "--stage",
+            "extract",
+            "--run-id",
+            "r1",
+            "--interval-start",
+            START.isoformat(),
+            "--interval-end",
+            END.isoformat(),
+            "--object-store",
+            str(tmp_path / "store"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -373,7 +373,13 @@ def _card(
     ]
     if note:
         body.append(
-            {"type": "TextBlock", "text": _text(note, note_limit), "wrap": True, "fontType": "Monospace", "size": "Small"}
+            {
+                "type": "TextBlock",
+                "text": _text(note, note_limit),
+                "wrap": True,
+                "fontType": "Monospace",
+                "size": "Small",
+            }
         )
     content: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",

@@ -51,7 +51,9 @@ _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 _INTERNATIONAL = re.compile(r"(?<![\w+])(?:\+|\b00)[1-9]\d*(?:[ \-./]?\(\d+\)\d*|[ \-./]\d+)*(?!\w)")
 # A trunk "0" and an area code (optionally in parentheses), one separator, then a subscriber part
 # that starts with at least three digits. Not inside a date, time, decimal, path or id.
-_NATIONAL = re.compile(r"(?<![\w.:/+\-])(?:\(0[1-9]\d{0,4}\)|0[1-9]\d{0,4})[ \-/]?\d{3,}(?:[ \-]\d{2,})*(?![\w:/\-]|\.\d)")
+_NATIONAL = re.compile(
+    r"(?<![\w.:/+\-])(?:\(0[1-9]\d{0,4}\)|0[1-9]\d{0,4})[ \-/]?\d{3,}(?:[ \-]\d{2,})*(?![\w:/\-]|\.\d)"
+)
 _BARE_DIGITS = re.compile(r"(?<![\w.,:/+\-])\d{10,15}(?![\w,:/\-]|\.\d)")
 
 
