@@ -33,7 +33,7 @@ import re
 MASK = "***"
 NUMBER_MASK = "[number]"
 
-_SECRET_KEY = r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+_SECRET_KEY = r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"  # noqa: S105 - key names, not a password
 
 _URI_USERINFO = re.compile(r"(?<=://)[^\s/@:'\"]*:\S*@")
 _AUTHORIZATION = re.compile(
