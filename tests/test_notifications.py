@@ -793,9 +793,14 @@ def card_content(request: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
+def unescape(text: str) -> str:
+    """A card value as Teams shows it: the handler backslash-escapes Markdown characters."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def facts(content: dict[str, Any]) -> dict[str, str]:
     (fact_set,) = [block for block in content["body"] if block["type"] == "FactSet"]
-    return {fact["title"]: fact["value"] for fact in fact_set["facts"]}
+    return {fact["title"]: unescape(fact["value"]) for fact in fact_set["facts"]}
 
 
 def actions(content: dict[str, Any]) -> dict[str, str]:
@@ -1117,7 +1122,7 @@ def test_batch_samples_become_cards(teams: str, webhook: Webhook, lam: ModuleTyp
     failed_card, blocked_card = (card_content(request) for request in webhook.requests)
 
     job = failed["detail"]
-    assert failed_card["body"][0]["text"] == f"❌ AWS Batch job failed: {job['jobName']}"
+    assert unescape(failed_card["body"][0]["text"]) == f"❌ AWS Batch job failed: {job['jobName']}"
     assert facts(failed_card) == {
         "Entity": "de",
         "Stage": "extract",
@@ -1197,7 +1202,7 @@ def test_rule_patterns_route_exactly_the_batch_failures(teams: str, webhook: Web
     for event in delivered:
         assert event["source"] == "aws.batch" and event["region"] == REGION
         assert lam.handler(sns_event(json.dumps(event)), LambdaContext()) == {"delivered": 1, "dead_lettered": 0}
-    titles = sorted(card_content(request)["body"][0]["text"] for request in webhook.requests)
+    titles = sorted(unescape(card_content(request)["body"][0]["text"]) for request in webhook.requests)
     assert titles == sorted(
         [f"❌ AWS Batch job failed: {failed['detail']['jobName']}", "⚠️ AWS Batch job queue blocked: etl-fargate"]
     )

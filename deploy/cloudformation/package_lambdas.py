@@ -5,7 +5,8 @@
 writes, and prints as ``NotificationsCodeKey=...`` / ``SurveyCodeKey=...`` lines (the template's
 parameters, with a ``lambdas/`` key prefix):
 
-* ``notifications-<hash>.zip``: ``lambdas/notifications/handler.py`` at the zip root (handler ``handler.handler``);
+* ``notifications-<hash>.zip``: ``lambdas/notifications/handler.py`` and the runtime's
+  ``plugins/entity_etl/runtime/redaction.py`` at the zip root (handler ``handler.handler``);
 * ``survey-<hash>.zip``: the ``survey/`` package at the zip root (handlers ``survey.<module>.handler``),
   without ``infra/``, ``events/``, the README or byte code. Powertools comes from the public layer.
 
@@ -40,7 +41,13 @@ def _zip(files: Iterable[tuple[str, Path]]) -> bytes:
 
 
 def notifications_zip() -> bytes:
-    return _zip([("handler.py", LAMBDAS / "notifications" / "handler.py")])
+    # The runtime's redaction module rides along (the handler loads it from next to itself).
+    return _zip(
+        [
+            ("handler.py", LAMBDAS / "notifications" / "handler.py"),
+            ("redaction.py", ROOT / "plugins" / "entity_etl" / "runtime" / "redaction.py"),
+        ]
+    )
 
 
 def survey_zip() -> bytes:

@@ -10,11 +10,13 @@ import datetime as dt
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from entity_etl.config.loader import EntityConfigError, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
+from entity_etl.runtime.redaction import install_log_redaction, redact
 from entity_etl.runtime.remote_include import RemoteIncludeError
 from entity_etl.runtime.stages import STAGES, StageError, run_stage
 from entity_etl.runtime.stats import format_table
@@ -170,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    install_log_redaction()  # the runtime's log records go out redacted, as its errors do
     try:
         return int(args.func(args))
     except EntityConfigError as exc:
@@ -177,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"etlctl: error: {problem}", file=sys.stderr)
         return 2
     except (StageError, RemoteIncludeError, ValueError) as exc:
-        print(f"etlctl: error: {exc}", file=sys.stderr)
+        print(f"etlctl: error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except Exception:  # unexpected: the traceback still helps, but redacted like everything else
+        print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
         return 1
 
 

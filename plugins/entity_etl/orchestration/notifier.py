@@ -61,6 +61,7 @@ DEFAULT_BATCH_LOG_GROUP = "/aws/batch/job"
 BATCH_JOB_XCOM = "batch_job_details"
 CLOUDWATCH_XCOM = "cloudwatch_events"
 
+
 def redact(text: str) -> str:
     """``text`` without credentials, secret-looking values and phone numbers.
 

@@ -160,12 +160,12 @@ def _split_authority(rest: str) -> tuple[str | None, str, str]:
         userinfo, at, host_port = authority.rpartition("@")
         if _HOST_PORT.fullmatch(host_port):
             return (userinfo if at else None), host_port, tail
-    for at in sorted((i for i, ch in enumerate(rest) if ch == "@"), reverse=True):
-        after = rest[at + 1 :]
+    for pos in sorted((i for i, ch in enumerate(rest) if ch == "@"), reverse=True):
+        after = rest[pos + 1 :]
         cut = min((after.index(m) for m in "/?#" if m in after), default=len(after))
         host_port = after[:cut]
         if host_port and _HOST_PORT.fullmatch(host_port):
-            return rest[:at], host_port, after[cut:]
+            return rest[:pos], host_port, after[cut:]
     raise _Invalid(_BAD_URI)
 
 

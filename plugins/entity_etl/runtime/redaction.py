@@ -27,12 +27,13 @@ A password with whitespace in an unquoted URI is only hidden up to the whitespac
 
 from __future__ import annotations
 
+import logging
 import re
 
 MASK = "***"
 NUMBER_MASK = "[number]"
 
-_SECRET_KEY = r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+_SECRET_KEY = r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"  # noqa: S105 - key names, not a password
 
 _URI_USERINFO = re.compile(r"(?<=://)[^\s/@:'\"]*:\S*@")
 _AUTHORIZATION = re.compile(
@@ -50,7 +51,9 @@ _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 _INTERNATIONAL = re.compile(r"(?<![\w+])(?:\+|\b00)[1-9]\d*(?:[ \-./]?\(\d+\)\d*|[ \-./]\d+)*(?!\w)")
 # A trunk "0" and an area code (optionally in parentheses), one separator, then a subscriber part
 # that starts with at least three digits. Not inside a date, time, decimal, path or id.
-_NATIONAL = re.compile(r"(?<![\w.:/+\-])(?:\(0[1-9]\d{0,4}\)|0[1-9]\d{0,4})[ \-/]?\d{3,}(?:[ \-]\d{2,})*(?![\w.:/\-])")
+_NATIONAL = re.compile(
+    r"(?<![\w.:/+\-])(?:\(0[1-9]\d{0,4}\)|0[1-9]\d{0,4})[ \-/]?\d{3,}(?:[ \-]\d{2,})*(?![\w:/\-]|\.\d)"
+)
 _BARE_DIGITS = re.compile(r"(?<![\w.,:/+\-])\d{10,15}(?![\w,:/\-]|\.\d)")
 
 
@@ -91,3 +94,32 @@ def redact(text: str) -> str:
     text = _INTERNATIONAL.sub(_mask_international, text)
     text = _NATIONAL.sub(_mask_national, text)
     return _BARE_DIGITS.sub(_mask_bare, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter: the record's message, exception text and stack go out redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler's own error path
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add a :class:`RedactingFilter` to the handlers of ``logger`` (the root logger) and to
+    :data:`logging.lastResort`, the handler that writes when none is configured. Idempotent."""
+    handlers = list((logger or logging.getLogger()).handlers)
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
