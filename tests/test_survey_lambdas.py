@@ -1268,3 +1268,10 @@ def test_a_client_error_from_connect_is_not_retried_when_permanent(connect: Stub
     assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)
     connect.assert_no_pending_responses()  # one attempt only
     assert markers() == []
+
+
+def test_e164_takes_ascii_digits_only() -> None:
+    from lambdas.survey.phone import is_e164
+
+    assert is_e164("+441632960123")
+    assert not is_e164("+4\u0664\u0661632960123")  # Arabic-Indic digits
