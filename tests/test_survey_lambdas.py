@@ -390,6 +390,7 @@ def _garble(event: dict[str, Any], index: int) -> None:
         ("no channel", "missing_field", True),
         ("no phone", "missing_phone_number", True),
         ("anonymous", "invalid_phone_number", True),
+        ("arabic digits", "invalid_phone_number", True),
     ],
 )
 def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
@@ -407,6 +408,8 @@ def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
         broken = fresh_ctr(CustomerEndpoint=None)
     elif bad == "anonymous":
         broken = fresh_ctr(CustomerEndpoint={"Address": "anonymous", "Type": "TELEPHONE_NUMBER"})
+    elif bad == "arabic digits":
+        broken = fresh_ctr(CustomerEndpoint={"Address": "+4\u0664\u0661632960123", "Type": "TELEPHONE_NUMBER"})
     elif bad == "not base64":
         broken = fresh_ctr()  # garbled in the event below: Kinesis itself always carries bytes
     expect_call(connect, before, "survey-1")
