@@ -390,6 +390,7 @@ def _garble(event: dict[str, Any], index: int) -> None:
         ("no channel", "missing_field", True),
         ("no phone", "missing_phone_number", True),
         ("anonymous", "invalid_phone_number", True),
+        ("arabic digits", "invalid_phone_number", True),
     ],
 )
 def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
@@ -407,6 +408,8 @@ def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
         broken = fresh_ctr(CustomerEndpoint=None)
     elif bad == "anonymous":
         broken = fresh_ctr(CustomerEndpoint={"Address": "anonymous", "Type": "TELEPHONE_NUMBER"})
+    elif bad == "arabic digits":
+        broken = fresh_ctr(CustomerEndpoint={"Address": "+4\u0664\u0661632960123", "Type": "TELEPHONE_NUMBER"})
     elif bad == "not base64":
         broken = fresh_ctr()  # garbled in the event below: Kinesis itself always carries bytes
     expect_call(connect, before, "survey-1")
@@ -1268,3 +1271,10 @@ def test_a_client_error_from_connect_is_not_retried_when_permanent(connect: Stub
     assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)
     connect.assert_no_pending_responses()  # one attempt only
     assert markers() == []
+
+
+def test_e164_takes_ascii_digits_only() -> None:
+    from lambdas.survey.phone import is_e164
+
+    assert is_e164("+441632960123")
+    assert not is_e164("+4\u0664\u0661632960123")  # Arabic-Indic digits

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-E164 = re.compile(r"\+[1-9]\d{1,14}")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # ASCII digits only: \d would take "+4٤١..."
 # An E.164-looking run inside any text. Kinesis sequence numbers, timestamps, account ids and contact
 # ids carry no "+", so they are left alone.
 _E164_IN_TEXT = re.compile(r"\+\d{6,15}(?!\d)")
