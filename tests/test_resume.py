@@ -113,17 +113,18 @@ MAX_HIT = {"extract.batch_written": 16, "dedupe.deleted": 1}  # others: per chun
 
 
 def kill_points(seed: int = 20261125, per_stage: int = 6) -> list[tuple[str, str, int]]:
+    # Distinct cases: drawn without replacement from each stage's (point, hit) pairs; dedupe has one.
     rng = random.Random(seed)
     cases = []
     for stage, points in POINTS.items():
-        for _ in range(per_stage if stage != "dedupe" else 2):
-            point = rng.choice(points)
-            cases.append((stage, point, rng.randint(1, MAX_HIT.get(point, 5))))
+        pairs = [(p, n) for p in points for n in range(1, MAX_HIT.get(p, 5) + 1)]
+        count = {"dedupe": 1, "extract": per_stage + 1}.get(stage, per_stage)
+        cases += [(stage, p, n) for p, n in rng.sample(pairs, min(count, len(pairs)))]
     return cases
 
 
 KILL_POINTS = kill_points()
-assert len(KILL_POINTS) >= 20
+assert len(KILL_POINTS) == len(set(KILL_POINTS)) == 20
 
 
 # -- fixtures -----------------------------------------------------------------------------------
