@@ -768,7 +768,8 @@ def test_the_dag_runs_a_day_through_airflow_and_a_rerun_changes_nothing(
     card, fields = teams.build_card(json.dumps(event))
     assert fields["kind"] == "run_succeeded"
     facts = {f["title"]: f["value"] for f in card["attachments"][0]["content"]["body"][1]["facts"]}
-    assert facts["DAG"] == "survey_nps_daily" and facts["Rows responses"] == "8"
+    # Card values are Markdown-escaped: "_" shows as itself, never as emphasis.
+    assert facts["DAG"] == r"survey\_nps\_daily" and facts["Rows responses"] == "8"
 
     # Another run of the same day (a backfill, a manual run): the same rows, the same files, the same report.
     assert run() == (rows, csv_bytes, png)
