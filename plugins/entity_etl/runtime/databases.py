@@ -121,6 +121,15 @@ class Database(ABC):
     def table_options(self) -> str:
         return ""
 
+    def collate(self, expr: str) -> str:
+        """``expr`` compared in the collation of the tables this pipeline creates (MySQL: a table made
+        before the NO PAD collation, or by hand, may use another); as it is where text compares by bytes."""
+        return expr
+
+    def begin(self) -> None:
+        """Start a transaction now, so that reads before the next write are part of it."""
+        return None  # MySQL: autocommit is off, so the first statement opens one
+
     # -- execution ------------------------------------------------------------------------------
     @abstractmethod
     def connect(self) -> None: ...
@@ -292,6 +301,10 @@ class SqliteDatabase(Database):
     def commit(self) -> None:
         self.conn.commit()
 
+    def begin(self) -> None:
+        if not self.conn.in_transaction:  # sqlite3 opens one only at the first write
+            self.execute("BEGIN")
+
     def rollback(self) -> None:
         self.conn.rollback()
 
@@ -409,6 +422,9 @@ class MySQLDatabase(Database):
 
     def table_options(self) -> str:
         return f" DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
+
+    def collate(self, expr: str) -> str:
+        return f"({expr}) COLLATE {self.collation}"
 
     def bind_interval(self, sql: str) -> str:
         return _INTERVAL_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))

@@ -33,7 +33,7 @@ from typing import Any
 from entity_etl.config.model import EntityConfig
 from entity_etl.runtime import chunks, csv_codec, failpoints, target_table, translation_cache
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
-from entity_etl.runtime.databases import Database, DatabaseError, MySQLDatabase, SqliteDatabase, open_database
+from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
 from entity_etl.runtime.metrics import MetricsSink, stage_metrics
 from entity_etl.runtime.object_store import ObjectStore
@@ -663,8 +663,6 @@ def translate(ctx: RunContext) -> dict[str, Any]:
                     for row in rows:
                         db.execute(insert, row)
                     db.commit()
-        # A cache table created before the NO PAD collation: compare in the staging table's collation.
-        bin_ = f" COLLATE {db.collation}" if isinstance(db, MySQLDatabase) else ""
         for column in tcfg.columns:
             col = q(column)
             # One set-based pass per column replaces every value by its cached translation, after all
@@ -677,7 +675,7 @@ def translate(ctx: RunContext) -> dict[str, Any]:
                 f"AND c.{q('source_hash')} = {hash_fn.format(col)}) "
                 f"WHERE {col} IS NOT NULL AND EXISTS (SELECT 1 FROM {q(cache)} c "
                 f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
-                f"AND c.{q('source_hash')} = {hash_fn.format(col)} AND c.{q('translated_text')} <> {col}{bin_})",
+                f"AND c.{q('source_hash')} = {hash_fn.format(col)} AND c.{q('translated_text')} <> {db.collate(col)})",
                 [src, tgt, src, tgt],
             )
             failpoints.hit("translate.column_updated")  # this column updated, nothing committed yet
@@ -766,6 +764,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             target_table.check_target(db, config)
         except target_table.TargetTableError as exc:
             raise StageError(str(exc)) from None
+        guard = target_table.guard(config)
         null_keys = " OR ".join(f"{q(k)} IS NULL" for k in config.dedupe.key)
         bad = int(db.query(f"SELECT COUNT(*) FROM {staging} WHERE {null_keys}")[0][0])
         if bad:
@@ -782,10 +781,10 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             target_cols,
             key,
             f"SELECT {exprs} FROM {staging} WHERE {q(ROW_ID)} >= {p} AND {q(ROW_ID)} < {p} ORDER BY {q(ROW_ID)}",
-            guard=target_table.guard(config),
+            guard=guard,
         )
         kept_sql = None
-        if target_table.guard(config):
+        if guard:
             sanitizers: dict[str, list[str]] = {c.name: list(c.sanitize) for c in config.columns}
             kept_sql = target_table.kept_sql(
                 db,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime.databases import Database, SqliteDatabase, replaces
+from entity_etl.runtime.databases import Database, replaces
 
 
 class TargetTableError(RuntimeError):
@@ -39,12 +39,11 @@ def kept_sql(
     q = db.quote
     g = guard(config)
     assert g is not None
-    collation = getattr(db, "collation", None)
 
     def staged(name: str) -> str:
         # A text column of an existing target may use another NO PAD collation than staging's.
         text = config.column(name).type.split("(")[0] in ("string", "text")
-        return f"({staging_expr(name)}) COLLATE {collation}" if collation and text else staging_expr(name)
+        return db.collate(staging_expr(name)) if text else staging_expr(name)
 
     on = " AND ".join(f"t.{q(config.column(k).target_name)} = {staged(k)}" for k in config.dedupe.key)
     incoming = staged(config.dedupe.order_by or "")
@@ -149,8 +148,6 @@ def check_target(db: Database, config: EntityConfig) -> None:
 
 
 def count_kept(db: Database, sql: str, params: Sequence[object]) -> int:
-    """Run :func:`kept_sql` in the transaction of the upsert that follows (SQLite starts one only
-    at the first write otherwise)."""
-    if isinstance(db, SqliteDatabase) and not db.conn.in_transaction:
-        db.execute("BEGIN")
+    """Run :func:`kept_sql` in the transaction of the upsert that follows."""
+    db.begin()
     return int(db.query(sql, list(params))[0][0])
