@@ -1,8 +1,11 @@
-"""Run an entity's stages in-process, the way ``etlctl run-stage`` does, for tests."""
+"""Run an entity's stages in-process, the way ``etlctl run-stage`` does, or through ``etlctl`` itself, for tests."""
 
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +40,42 @@ def context(
 
 def run_all(ctx: RunContext, stages: list[str] | None = None) -> dict[str, StageStats]:
     return {stage: run_stage(ctx, stage) for stage in (stages or ctx.config.stages)}
+
+
+def etlctl_run_stage(
+    entity: str,
+    stage: str,
+    store: Path,
+    *,
+    run_id: str = "r1",
+    start: dt.datetime = START,
+    end: dt.datetime = END,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``etlctl run-stage`` in a child process, as a user runs it (``env``: the whole environment, or
+    None for this process's)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "entity_etl.cli",
+            "run-stage",
+            "--entity",
+            entity,
+            "--stage",
+            stage,
+            "--run-id",
+            run_id,
+            "--interval-start",
+            start.isoformat(),
+            "--interval-end",
+            end.isoformat(),
+            "--object-store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        env=None if env is None else dict(env),
+        timeout=timeout,
+    )

@@ -14,6 +14,7 @@ import pytest
 from entity_etl.config.loader import EntityConfigError, load_entities, load_entity
 from entity_etl.config.model import EntityConfig
 from entity_files import MINIMAL, ROOT, make_include, write_entity
+from pipeline import etlctl_run_stage
 
 
 def _problems(include: Path, name: str, text: str, env: dict[str, str] | None = None) -> list[str]:
@@ -227,29 +228,7 @@ def test_country_codes_that_yaml_1_1_reads_as_booleans(include: Path, name: str)
 
 def test_run_stage_on_an_invalid_entity_names_file_and_field(include: Path, tmp_path: Path) -> None:
     write_entity(include, "xx", MINIMAL.format(name="xx").replace("table: t_xx", "table: t-xx"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entity_etl.cli",
-            "run-stage",
-            "--entity",
-            "xx",
-            "--stage",
-            "extract",
-            "--run-id",
-            "r1",
-            "--interval-start",
-            "2026-01-01T00:00:00Z",
-            "--interval-end",
-            "2026-01-02T00:00:00Z",
-            "--object-store",
-            str(tmp_path / "store"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ETL_INCLUDE_DIR": str(include)},
-    )
+    proc = etlctl_run_stage("xx", "extract", tmp_path / "store", env={**os.environ, "ETL_INCLUDE_DIR": str(include)})
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("etlctl: error: ") and line.endswith(

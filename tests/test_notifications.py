@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 import json
 import re
 import subprocess
@@ -45,6 +44,7 @@ from entity_etl.orchestration.notifier import (
     run_too_long_alert,
 )
 from servers import MotoServer, free_port, start_moto
+from teams_lambda import load_teams_handler
 
 pytestmark = pytest.mark.moto
 
@@ -675,11 +675,7 @@ def test_failed_batch_stage_to_teams_card(
 @pytest.fixture(scope="module")
 def lam() -> ModuleType:
     """The handler module, loaded from its file the way the Lambda runtime loads it."""
-    spec = importlib.util.spec_from_file_location("teams_notifications_handler", LAMBDA_DIR / "handler.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_teams_handler()
 
 
 class Webhook:

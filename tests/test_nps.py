@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import importlib.util
 import json
 import os
 import socket
@@ -47,6 +46,7 @@ from entity_etl.nps.settings import DEFAULT_SCALE, NpsSettingError, NpsSettings,
 from entity_etl.runtime.connections import parse_connection
 from entity_etl.runtime.databases import Database, open_database
 from servers import MariaDB, MotoServer
+from teams_lambda import load_teams_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
@@ -759,12 +759,7 @@ def test_the_dag_runs_a_day_through_airflow_and_a_rerun_changes_nothing(
     assert event["summary"]["row_counts"] == {"responses": 8}
 
     # The Teams Lambda turns the event into a card as it is (an ordinary run_succeeded event).
-    spec = importlib.util.spec_from_file_location(
-        "teams_handler_for_nps", ROOT / "lambdas" / "notifications" / "handler.py"
-    )
-    assert spec is not None and spec.loader is not None
-    teams = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(teams)
+    teams = load_teams_handler("teams_handler_for_nps")
     card, fields = teams.build_card(json.dumps(event))
     assert fields["kind"] == "run_succeeded"
     facts = {f["title"]: f["value"] for f in card["attachments"][0]["content"]["body"][1]["facts"]}

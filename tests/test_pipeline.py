@@ -7,15 +7,13 @@ import datetime as dt
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from entity_etl.runtime.stages import StageError, run_stage
 from entity_files import make_include, write_entity
-from pipeline import END, START, context, run_all
+from pipeline import END, START, context, etlctl_run_stage, run_all
 from servers import MariaDB, free_port
 
 ENTITY = """\
@@ -185,28 +183,7 @@ def test_unreachable_mysql_is_one_clear_line(include: Path, tmp_path: Path, monk
     monkeypatch.setenv("AIRFLOW_CONN_ACME_SRC", f"mysql://etl:s3cret-pw@127.0.0.1:{port}/src?connect_timeout=2")
     monkeypatch.setenv("AIRFLOW_CONN_ACME_TGT", f"mysql://etl:s3cret-pw@127.0.0.1:{port}/tgt?connect_timeout=2")
     monkeypatch.setenv("ETL_INCLUDE_DIR", str(include))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entity_etl.cli",
-            "run-stage",
-            "--entity",
-            "acme",
-            "--stage",
-            "extract",
-            "--run-id",
-            "r1",
-            "--interval-start",
-            START.isoformat(),
-            "--interval-end",
-            END.isoformat(),
-            "--object-store",
-            str(tmp_path / "store"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = etlctl_run_stage("acme", "extract", tmp_path / "store")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from entity_etl.runtime.redaction import RedactingFilter, redact
 from entity_etl.runtime.run_store import SqliteRunStore, StageRecord
 from entity_etl.runtime.stages import StageError
 from entity_files import make_include, write_entity
-from pipeline import END, START
+from pipeline import etlctl_run_stage
 from servers import free_port
 
 SECRET = "s3cr3t"
@@ -189,29 +188,7 @@ def test_etlctl_never_prints_or_records_the_password(uri: str, tmp_path: Path, m
     env = {"AIRFLOW_CONN_SRC_ACME": value, "ETL_INCLUDE_DIR": str(include), "ETL_STATE_DB": str(state)}
     for name, env_value in env.items():
         monkeypatch.setenv(name, env_value)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entity_etl.cli",
-            "run-stage",
-            "--entity",
-            "acme",
-            "--stage",
-            "extract",
-            "--run-id",
-            "r1",
-            "--interval-start",
-            START.isoformat(),
-            "--interval-end",
-            END.isoformat(),
-            "--object-store",
-            str(tmp_path / "store"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = etlctl_run_stage("acme", "extract", tmp_path / "store", timeout=120)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("etlctl: error: acme: extract: "), proc.stderr

@@ -3,25 +3,18 @@ card as POSTed stays under the webhook's size limit with a visible truncation ma
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-LAMBDA_DIR = Path(__file__).resolve().parents[1] / "lambdas" / "notifications"
+from teams_lambda import load_teams_handler
 
 
 @pytest.fixture(scope="module")
 def lam() -> ModuleType:
-    """The handler module, loaded from its file the way the Lambda runtime loads it."""
-    spec = importlib.util.spec_from_file_location("teams_card_limits_handler", LAMBDA_DIR / "handler.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_teams_handler("teams_card_limits_handler")
 
 
 def _event(**overrides: Any) -> str:
