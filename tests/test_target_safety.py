@@ -4,10 +4,8 @@ translation reruns: on SQLite and on MariaDB (tests/servers.py)."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
-import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,103 +15,11 @@ from entity_etl.runtime import failpoints
 from entity_etl.runtime.databases import server_collation
 from entity_etl.runtime.stages import TRANSLATION_CACHE_TABLE, RunContext, StageError, run_stage
 from entity_etl.runtime.translators import Translator
-from entity_files import make_include, write_entity
+from kv_entity import DAY_A, DAY_B, Backend, Row, backend, include_for, run, ts
 from pipeline import context, run_all
 from servers import MariaDB
 
-DAY_A = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-DAY_B = DAY_A + dt.timedelta(days=1)
-DAY_C = DAY_B + dt.timedelta(days=1)
-
-ENTITY = """\
-entity: kv
-schedule: "@daily"
-start_date: 2026-01-01
-source: {{conn_id: kv_src, extract_sql: kv/extract.sql, chunk_rows: 1000}}
-staging: {{table: stg_kv}}
-target: {{conn_id: kv_tgt, table: kv_company, chunk_rows: 1000}}
-columns:
-  - {{name: id, type: string(20), target: company_id}}
-  - {{name: val, type: string(50), target: label}}
-  - {{name: v, type: integer, target: version}}
-  - {{name: sector, type: string(50)}}
-  - {{name: sector2, type: string(50)}}
-dedupe: {{key: [id], keep: {keep}, order_by: v}}
-translate: {{enabled: {translate}, columns: [sector, sector2], source_language: de}}
-"""
-SQL = "SELECT id, val, v, sector, sector2 FROM src WHERE ts >= :data_interval_start AND ts < :data_interval_end"
-
-Row = tuple[str, str, int | None, str | None, str | None, str]  # id, val, v, sector, sector2, ts
-
-
-class Backend:
-    """One target database (also the source): SQLite file or a fresh MariaDB database."""
-
-    def __init__(self, kind: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, mariadb: Any = None, db: str = ""):
-        self.kind = kind
-        self.path = tmp / "kv.db"
-        self.mariadb, self.db = mariadb, db
-        conn_json = (
-            mariadb.conn_json(db) if kind == "mariadb" else json.dumps({"conn_type": "sqlite", "host": str(self.path)})
-        )
-        monkeypatch.setenv("AIRFLOW_CONN_KV_SRC", conn_json)
-        monkeypatch.setenv("AIRFLOW_CONN_KV_TGT", conn_json)
-        collate = " COLLATE utf8mb4_nopad_bin" if kind == "mariadb" else ""
-        self.sql(
-            f"CREATE TABLE src (id VARCHAR(20){collate}, val VARCHAR(50), v INTEGER, "
-            "sector VARCHAR(50), sector2 VARCHAR(50), ts VARCHAR(19))"
-        )
-
-    def _connect(self) -> Any:
-        return self.mariadb.connect(self.db) if self.kind == "mariadb" else sqlite3.connect(self.path)
-
-    def sql(self, statement: str, rows: Sequence[Sequence[Any]] | None = None) -> list[tuple[Any, ...]]:
-        if self.kind == "sqlite":
-            statement = statement.replace("%s", "?")
-        conn = self._connect()
-        try:
-            cur = conn.cursor()
-            if rows is not None:
-                cur.executemany(statement, rows)
-            else:
-                cur.execute(statement)
-            result = list(cur.fetchall()) if cur.description else []
-            conn.commit()
-            return result
-        finally:
-            conn.close()
-
-    def add_source(self, rows: Sequence[Row]) -> None:
-        self.sql("INSERT INTO src VALUES (%s, %s, %s, %s, %s, %s)", rows)
-
-    def target(self) -> dict[str, tuple[Any, ...]]:
-        rows = self.sql("SELECT company_id, label, version, sector, sector2 FROM kv_company")
-        return {r[0]: tuple(r[1:]) for r in rows}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    if request.param == "mariadb":
-        mariadb: MariaDB = request.getfixturevalue("mariadb")
-        yield Backend("mariadb", tmp_path, monkeypatch, mariadb, request.getfixturevalue("mariadb_db"))
-    else:
-        yield Backend("sqlite", tmp_path, monkeypatch)
-
-
-def include_for(tmp_path: Path, keep: str = "newest", translate: bool = False) -> Path:
-    include = make_include(tmp_path)
-    write_entity(include, "kv", ENTITY.format(keep=keep, translate=str(translate).lower()), SQL)
-    return include
-
-
-def ts(day: dt.datetime, minute: int) -> str:
-    return (day + dt.timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def run(include: Path, tmp_path: Path, start: dt.datetime, run_id: str, **kw: Any) -> dict[str, Any]:
-    ctx = context(include, "kv", tmp_path / "store", run_id=run_id, start=start, end=start + dt.timedelta(days=1))
-    return run_all(ctx)
-
+__all__ = ["backend"]  # the fixture, imported for its tests
 
 # -- monotonic target --------------------------------------------------------------------------------
 # (key, version in interval B, version in interval A): B is loaded first, then A as a backfill.

@@ -80,6 +80,16 @@ class Database(ABC):
     def table(self, name: str) -> str:
         return ".".join(self.quote(p) for p in name.split("."))
 
+    def default_schema(self) -> str:
+        """The schema an unqualified table name is in (SQLite ``main``; MySQL the connection's database)."""
+        return "main"
+
+    def canonical_table(self, name: str) -> str:
+        """One spelling per physical table: lower case (SQLite, and MySQL with ``lower_case_table_names``,
+        fold case; treating every server so is the safe side) without the default schema's prefix."""
+        schema, _, table = name.lower().rpartition(".")
+        return table if schema in ("", self.default_schema().lower()) else f"{schema}.{table}"
+
     @abstractmethod
     def column_type(self, column_type: str) -> str: ...
 
@@ -383,6 +393,7 @@ class MySQLDatabase(Database):
         super().__init__(info, local_infile=local_infile)
         self._conn: Any = None
         self._collation: str | None = None
+        self._database: str | None = None
 
     @property
     def conn(self) -> Any:
@@ -425,6 +436,11 @@ class MySQLDatabase(Database):
 
     def collate(self, expr: str) -> str:
         return f"({expr}) COLLATE {self.collation}"
+
+    def default_schema(self) -> str:
+        if self._database is None:
+            self._database = str(self.info.schema or self.query("SELECT DATABASE()")[0][0] or "")
+        return self._database
 
     def bind_interval(self, sql: str) -> str:
         return _INTERVAL_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime import chunks, csv_codec, failpoints, target_table, translation_cache
+from entity_etl.runtime import chunks, csv_codec, failpoints, staging_ledger, target_table, translation_cache
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
 from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
@@ -139,17 +139,16 @@ def _staging_columns(config: EntityConfig) -> list[tuple[str, str]]:
     return [(c.name, c.type) for c in config.columns]
 
 
-def _ensure_staging(db: Database, config: EntityConfig) -> None:
-    db.execute(db.create_table_sql(config.staging.table, _staging_columns(config), row_id=True))
-
-
 # -- cleanup ---------------------------------------------------------------------------------------
 def cleanup(ctx: RunContext) -> dict[str, Any]:
     config = ctx.config
     with ctx.connect(config.target.conn_id) as db:
-        before = _count(db, config.staging.table) if db.table_exists(config.staging.table) else 0
+        staging_ledger.ensure_ledger(db)
+        staging_ledger.own_staging(db, config)  # refuses a table this entity does not own
+        before = _count(db, config.staging.table)
+        staging_ledger.next_load(db, config)
         db.execute(f"DROP TABLE IF EXISTS {db.table(config.staging.table)}")
-        _ensure_staging(db, config)
+        db.execute(db.create_table_sql(config.staging.table, _staging_columns(config), row_id=True))
         db.commit()
     return {"rows_in": before, "rows_out": 0, "details": {"rows_dropped": before}}
 
@@ -507,7 +506,9 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
         ctx.connect(config.target.conn_id, local_infile=True) as db,
         tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
     ):
-        _ensure_staging(db, config)
+        staging_ledger.ensure_ledger(db)
+        staging_ledger.own_staging(db, config)  # refuses a table this entity does not own
+        load_seq = staging_ledger.next_load(db, config)  # dedupe and translate must run on this load again
         staging = db.table(config.staging.table)
         row = db.quote(ROW_ID)
         keep_upto = int(checkpoints.last.data["max_row"]) if checkpoints.last else 0
@@ -550,6 +551,8 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
             failpoints.hit("load_staging.part_committed")
             checkpoints.record(chunk, {"key": part["key"], "rows": n, "max_row": max_row})
             loaded += n
+        staging_ledger.mark(db, config, "loaded_seq", load_seq)
+        db.commit()
     return {
         "rows_in": manifest["rows"],
         "rows_out": loaded,
@@ -557,6 +560,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
         "details": {
             # Names this staging content: the same after a rerun that loaded nothing new (see translate).
             "load_id": chunks.plan_id(plan, [(c.chunk, c.written_at) for c in checkpoints.done]),
+            "load_seq": load_seq,
             "parts": len(manifest["parts"]),
             "resumed_parts": resumed,
         },
@@ -583,103 +587,111 @@ def translate(ctx: RunContext) -> dict[str, Any]:
         return {"details": {"skipped": "translate is not enabled for this entity"}}
     loaded = _previous_stats(ctx, "load_staging")
     load_id = (loaded or {}).get("details", {}).get("load_id")
-    done = _previous_stats(ctx, "translate")
-    if load_id and done and done.get("details", {}).get("load_id") == load_id:
-        # Staging already holds translated values for this load: translating English text again
-        # "from" the source language would be wrong, so a rerun is a no-op.
-        return {
-            **{k: done[k] for k in ("rows_in", "rows_out")},
-            "details": {**done["details"], "rerun": "no-op"},
-        }
+    with ctx.connect(config.target.conn_id) as db:
+        staging_ledger.ensure_ledger(db)
+        owner = staging_ledger.require_staging(db, config)
+        if owner.translated:
+            # Staging already holds translated values for this load: translating English text again
+            # "from" the source language would be wrong, so a rerun is a no-op.
+            done = _previous_stats(ctx, "translate") or {"rows_in": 0, "rows_out": 0, "details": {}}
+            return {
+                **{k: done[k] for k in ("rows_in", "rows_out")},
+                "details": {**done["details"], "load_seq": owner.load_seq, "rerun": "no-op"},
+            }
+        return _translate(ctx, db, owner.load_seq, load_id)
 
+
+def _translate(ctx: RunContext, db: Database, load_seq: int, load_id: str | None) -> dict[str, Any]:
+    config = ctx.config
+    tcfg = config.translate
     translator = ctx.translator_factory()
     src, tgt = tcfg.source_language, tcfg.target_language
     cache = TRANSLATION_CACHE_TABLE
     distinct = hits = calls = untranslated = updated = 0
-    with ctx.connect(config.target.conn_id) as db:
-        q = db.quote
-        p = db.placeholder()
-        if isinstance(db, SqliteDatabase):
-            db.conn.create_function("etl_sha256", 1, _sha256, deterministic=True)
-            hash_fn = "etl_sha256({})"
-        else:
-            hash_fn = "SHA2({}, 256)"
-        db.execute(
-            db.create_table_sql(
-                cache,
-                [
-                    ("source_language", "string(16)"),
-                    ("target_language", "string(16)"),
-                    ("source_hash", "string(64)"),
-                    ("source_text", "text"),
-                    ("translated_text", "text"),
-                ],
-                key=["source_language", "target_language", "source_hash"],
-            )
+    q = db.quote
+    p = db.placeholder()
+    if isinstance(db, SqliteDatabase):
+        db.conn.create_function("etl_sha256", 1, _sha256, deterministic=True)
+        hash_fn = "etl_sha256({})"
+    else:
+        hash_fn = "SHA2({}, 256)"
+    db.execute(
+        db.create_table_sql(
+            cache,
+            [
+                ("source_language", "string(16)"),
+                ("target_language", "string(16)"),
+                ("source_hash", "string(64)"),
+                ("source_text", "text"),
+                ("translated_text", "text"),
+            ],
+            key=["source_language", "target_language", "source_hash"],
         )
-        db.commit()
-        staging = db.table(config.staging.table)
-        rows_in = _count(db, config.staging.table)
-        for column in tcfg.columns:
-            col = q(column)
-            last: str | None = None
-            # Keyset pages over the distinct values: memory stays bounded however many there are.
-            while True:
-                where = f"{col} IS NOT NULL" + (f" AND {col} > {p}" if last is not None else "")
-                page = [
-                    r[0]
-                    for r in db.query(
-                        f"SELECT DISTINCT {col} FROM {staging} WHERE {where} ORDER BY {col} LIMIT {ctx.translate_page}",
-                        [last] if last is not None else None,
-                    )
-                ]
-                if not page:
-                    break
-                last = page[-1]
-                distinct += len(page)
-                hashes = {_sha256(v): v for v in page}
-                marks = ", ".join([p] * len(hashes))
-                known = {
-                    r[0]
-                    for r in db.query(
-                        f"SELECT {q('source_hash')} FROM {q(cache)} WHERE {q('source_language')} = {p} "
-                        f"AND {q('target_language')} = {p} AND {q('source_hash')} IN ({marks})",
-                        [src, tgt, *hashes],
-                    )
-                }
-                hits += len(known)
-                todo = [v for h, v in hashes.items() if h not in known]
-                if todo:
-                    calls += len(todo)
-                    results = translator.translate_batch(todo, src, tgt)
-                    rows = []
-                    for original, result in zip(todo, results, strict=True):
-                        if result is None:
-                            untranslated += 1
-                            result = original
-                        rows.append((src, tgt, _sha256(original), original, result))
-                    # Another run may have cached the same text since the read above: its row stays.
-                    insert = translation_cache.insert_sql(db, cache)
-                    for row in rows:
-                        db.execute(insert, row)
-                    db.commit()
-        for column in tcfg.columns:
-            col = q(column)
-            # One set-based pass per column replaces every value by its cached translation, after all
-            # the reads (translated values never feed back into the pages above), and all columns in
-            # one transaction: a crash between two columns leaves none translated, so a rerun never
-            # translates a column's English values again "from" the source language.
-            updated += db.execute(
-                f"UPDATE {staging} SET {col} = (SELECT c.{q('translated_text')} FROM {q(cache)} c "
-                f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
-                f"AND c.{q('source_hash')} = {hash_fn.format(col)}) "
-                f"WHERE {col} IS NOT NULL AND EXISTS (SELECT 1 FROM {q(cache)} c "
-                f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
-                f"AND c.{q('source_hash')} = {hash_fn.format(col)} AND c.{q('translated_text')} <> {db.collate(col)})",
-                [src, tgt, src, tgt],
-            )
-            failpoints.hit("translate.column_updated")  # this column updated, nothing committed yet
-        db.commit()
+    )
+    db.commit()
+    staging = db.table(config.staging.table)
+    rows_in = _count(db, config.staging.table)
+    for column in tcfg.columns:
+        col = q(column)
+        last: str | None = None
+        # Keyset pages over the distinct values: memory stays bounded however many there are.
+        while True:
+            where = f"{col} IS NOT NULL" + (f" AND {col} > {p}" if last is not None else "")
+            page = [
+                r[0]
+                for r in db.query(
+                    f"SELECT DISTINCT {col} FROM {staging} WHERE {where} ORDER BY {col} LIMIT {ctx.translate_page}",
+                    [last] if last is not None else None,
+                )
+            ]
+            if not page:
+                break
+            last = page[-1]
+            distinct += len(page)
+            hashes = {_sha256(v): v for v in page}
+            marks = ", ".join([p] * len(hashes))
+            known = {
+                r[0]
+                for r in db.query(
+                    f"SELECT {q('source_hash')} FROM {q(cache)} WHERE {q('source_language')} = {p} "
+                    f"AND {q('target_language')} = {p} AND {q('source_hash')} IN ({marks})",
+                    [src, tgt, *hashes],
+                )
+            }
+            hits += len(known)
+            todo = [v for h, v in hashes.items() if h not in known]
+            if todo:
+                calls += len(todo)
+                results = translator.translate_batch(todo, src, tgt)
+                rows = []
+                for original, result in zip(todo, results, strict=True):
+                    if result is None:
+                        untranslated += 1
+                        result = original
+                    rows.append((src, tgt, _sha256(original), original, result))
+                # Another run may have cached the same text since the read above: its row stays.
+                insert = translation_cache.insert_sql(db, cache)
+                for row in rows:
+                    db.execute(insert, row)
+                db.commit()
+    for column in tcfg.columns:
+        col = q(column)
+        # One set-based pass per column replaces every value by its cached translation, after all
+        # the reads (translated values never feed back into the pages above), and all columns in
+        # one transaction: a crash between two columns leaves none translated, so a rerun never
+        # translates a column's English values again "from" the source language.
+        updated += db.execute(
+            f"UPDATE {staging} SET {col} = (SELECT c.{q('translated_text')} FROM {q(cache)} c "
+            f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
+            f"AND c.{q('source_hash')} = {hash_fn.format(col)}) "
+            f"WHERE {col} IS NOT NULL AND EXISTS (SELECT 1 FROM {q(cache)} c "
+            f"WHERE c.{q('source_language')} = {p} AND c.{q('target_language')} = {p} "
+            f"AND c.{q('source_hash')} = {hash_fn.format(col)} AND c.{q('translated_text')} <> {db.collate(col)})",
+            [src, tgt, src, tgt],
+        )
+        failpoints.hit("translate.column_updated")  # this column updated, nothing committed yet
+    staging_ledger.mark(db, config, "translated_seq", load_seq)
+    db.commit()
     return {
         "rows_in": rows_in,
         "rows_out": updated,
@@ -691,6 +703,7 @@ def translate(ctx: RunContext) -> dict[str, Any]:
             "translated": calls - untranslated,
             "untranslated": untranslated,
             "load_id": load_id,
+            "load_seq": load_seq,
         },
     }
 
@@ -725,16 +738,19 @@ def dedupe_sql(db: Database, config: EntityConfig) -> str:
 def dedupe(ctx: RunContext) -> dict[str, Any]:
     config = ctx.config
     with ctx.connect(config.target.conn_id) as db:
+        staging_ledger.ensure_ledger(db)
+        owner = staging_ledger.require_staging(db, config)
         before = _count(db, config.staging.table)
         removed = db.execute(dedupe_sql(db, config))
         failpoints.hit("dedupe.deleted")  # deleted, not yet committed
+        staging_ledger.mark(db, config, "deduped_seq", owner.load_seq)
         db.commit()
         after = _count(db, config.staging.table)
     return {
         "rows_in": before,
         "rows_out": after,
         "duplicates_removed": removed,
-        "details": {"key": list(config.dedupe.key), "keep": config.dedupe.keep},
+        "details": {"key": list(config.dedupe.key), "keep": config.dedupe.keep, "load_seq": owner.load_seq},
     }
 
 
@@ -751,6 +767,23 @@ def _sanitized(q: Callable[[str], str], name: str, sanitizers: list[str]) -> str
     return expr
 
 
+def _chained_staging(db: Database, config: EntityConfig) -> int:
+    """The load number of a staging table that every stage before load_target has run on, or refuse."""
+    owner = staging_ledger.require_staging(db, config)
+    missing = [
+        stage
+        for stage, done in (("translate", owner.translated or not config.translate.enabled), ("dedupe", owner.deduped))
+        if not done
+    ]
+    if missing:
+        raise staging_ledger.LedgerError(
+            f"staging {config.staging.table!r} was reloaded (load {owner.load_seq}) "
+            f"and {' and '.join(missing)} did not run on it since; nothing was written to {config.target.table}: "
+            f"run {', '.join(missing)} again first (in Airflow: Clear load_staging with its downstream tasks)"
+        )
+    return owner.load_seq
+
+
 def load_target(ctx: RunContext) -> dict[str, Any]:
     config = ctx.config
     target_cols = [c.target_name for c in config.columns]
@@ -758,6 +791,8 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
     with ctx.connect(config.target.conn_id) as db:
         q = db.quote
         staging = db.table(config.staging.table)
+        staging_ledger.ensure_ledger(db)
+        load_seq = _chained_staging(db, config)
         db.execute(db.create_table_sql(config.target.table, [(c.target_name, c.type) for c in config.columns], key=key))
         db.commit()
         try:
@@ -794,7 +829,12 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
             )
         staged = _previous_stats(ctx, "load_staging") or {}
         plan = chunks.plan_id(
-            "load_target", staged.get("details", {}).get("load_id"), config.target.chunk_rows, config.target.table, sql
+            "load_target",
+            staged.get("details", {}).get("load_id"),
+            load_seq,
+            config.target.chunk_rows,
+            config.target.table,
+            sql,
         )
         checkpoints = chunks.StageCheckpoints(
             ctx.run_store, ctx.entity, ctx.run_id, "load_target", plan, fresh=not ctx.resume, guard=ctx.lease_guard
@@ -985,6 +1025,8 @@ def _execute(ctx: RunContext, stage: str, name: str, started: dt.datetime, t0: f
         result = STAGE_FUNCTIONS[stage](ctx)
     except (StageError, LeaseLostError):
         raise
+    except staging_ledger.LedgerError as exc:
+        raise StageError(f"{ctx.entity}: {stage}: {exc}") from None
     except (DatabaseError, ConnectionNotFoundError, csv_codec.CsvFormatError, TranslationError, ValueError) as exc:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
     except FileNotFoundError as exc:
