@@ -158,6 +158,10 @@ class Database(ABC):
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
     @abstractmethod
+    def column_names(self, table: str) -> list[str]:
+        """The table's column names, in order (``DatabaseError`` if it does not exist)."""
+
+    @abstractmethod
     def commit(self) -> None: ...
 
     @abstractmethod
@@ -307,6 +311,13 @@ class SqliteDatabase(Database):
             return self.conn.execute(sql, params or ()).fetchall()
         except sqlite3.Error as exc:
             raise DatabaseError(f"{self.info.conn_id}: {exc}") from None
+
+    def column_names(self, table: str) -> list[str]:
+        try:
+            cursor = self.conn.execute(f"SELECT * FROM {self.table(table)} LIMIT 0")
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{self.info.conn_id}: {exc}") from None
+        return [d[0] for d in cursor.description]
 
     def commit(self) -> None:
         self.conn.commit()
@@ -579,6 +590,14 @@ class MySQLDatabase(Database):
             with self.conn.cursor() as cursor:
                 cursor.execute(sql, params)
                 return list(cursor.fetchall())
+        except self._errors() as exc:
+            raise DatabaseError(f"{self.info.conn_id}: {exc.args[-1]}") from None
+
+    def column_names(self, table: str) -> list[str]:
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.execute(f"SELECT * FROM {self.table(table)} LIMIT 0")
+                return [d[0] for d in cursor.description]
         except self._errors() as exc:
             raise DatabaseError(f"{self.info.conn_id}: {exc.args[-1]}") from None
 

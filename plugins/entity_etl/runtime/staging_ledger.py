@@ -108,12 +108,8 @@ def check_identity(db: Database, config: EntityConfig) -> None:
 
 
 def _has_row_id(db: Database, table: str) -> bool:
-    try:
-        db.query(f"SELECT {db.quote(ROW_ID)} FROM {db.table(table)} WHERE 1 = 0")
-    except DatabaseError:
-        db.rollback()
-        return False
-    return True
+    # Read from the table's columns: SQLite takes a double-quoted name it cannot resolve for a string.
+    return ROW_ID in {c.lower() for c in db.column_names(table)}
 
 
 def _claim(db: Database, config: EntityConfig) -> None:
