@@ -605,11 +605,32 @@ def _translate(ctx: RunContext, db: Database, load_seq: int, load_id: str | None
     config = ctx.config
     tcfg = config.translate
     translator = ctx.translator_factory()
-    src, tgt = tcfg.source_language, tcfg.target_language
-    cache = TRANSLATION_CACHE_TABLE
-    distinct = hits = calls = untranslated = updated = 0
-    q = db.quote
-    p = db.placeholder()
+    hash_fn = _translation_cache(db)
+    rows_in = _count(db, config.staging.table)
+    counts = {"distinct_values": 0, "cache_hits": 0, "calls": 0, "untranslated": 0}
+    for column in tcfg.columns:
+        _cache_column(ctx, db, translator, column, counts)
+    updated = _apply_translations(db, config, hash_fn)
+    staging_ledger.mark(db, config, "translated_seq", load_seq)
+    db.commit()
+    return {
+        "rows_in": rows_in,
+        "rows_out": updated,
+        "details": {
+            "translator": translator.label,
+            "columns": list(tcfg.columns),
+            "distinct_values": counts["distinct_values"],
+            "cache_hits": counts["cache_hits"],
+            "translated": counts["calls"] - counts["untranslated"],
+            "untranslated": counts["untranslated"],
+            "load_id": load_id,
+            "load_seq": load_seq,
+        },
+    }
+
+
+def _translation_cache(db: Database) -> str:
+    """Create the cache table if needed; return the SQL text hash of a value (``{}``: the value)."""
     if isinstance(db, SqliteDatabase):
         db.conn.create_function("etl_sha256", 1, _sha256, deterministic=True)
         hash_fn = "etl_sha256({})"
@@ -617,7 +638,7 @@ def _translate(ctx: RunContext, db: Database, load_seq: int, load_id: str | None
         hash_fn = "SHA2({}, 256)"
     db.execute(
         db.create_table_sql(
-            cache,
+            TRANSLATION_CACHE_TABLE,
             [
                 ("source_language", "string(16)"),
                 ("target_language", "string(16)"),
@@ -629,52 +650,67 @@ def _translate(ctx: RunContext, db: Database, load_seq: int, load_id: str | None
         )
     )
     db.commit()
+    return hash_fn
+
+
+def _cache_column(ctx: RunContext, db: Database, translator: Translator, column: str, counts: dict[str, int]) -> None:
+    """Translate the distinct values of one staging column that the cache lacks, into the cache."""
+    config = ctx.config
+    src, tgt = config.translate.source_language, config.translate.target_language
+    q, p, cache = db.quote, db.placeholder(), TRANSLATION_CACHE_TABLE
     staging = db.table(config.staging.table)
-    rows_in = _count(db, config.staging.table)
-    for column in tcfg.columns:
-        col = q(column)
-        last: str | None = None
-        # Keyset pages over the distinct values: memory stays bounded however many there are.
-        while True:
-            where = f"{col} IS NOT NULL" + (f" AND {col} > {p}" if last is not None else "")
-            page = [
-                r[0]
-                for r in db.query(
-                    f"SELECT DISTINCT {col} FROM {staging} WHERE {where} ORDER BY {col} LIMIT {ctx.translate_page}",
-                    [last] if last is not None else None,
-                )
-            ]
-            if not page:
-                break
-            last = page[-1]
-            distinct += len(page)
-            hashes = {_sha256(v): v for v in page}
-            marks = ", ".join([p] * len(hashes))
-            known = {
-                r[0]
-                for r in db.query(
-                    f"SELECT {q('source_hash')} FROM {q(cache)} WHERE {q('source_language')} = {p} "
-                    f"AND {q('target_language')} = {p} AND {q('source_hash')} IN ({marks})",
-                    [src, tgt, *hashes],
-                )
-            }
-            hits += len(known)
-            todo = [v for h, v in hashes.items() if h not in known]
-            if todo:
-                calls += len(todo)
-                results = translator.translate_batch(todo, src, tgt)
-                rows = []
-                for original, result in zip(todo, results, strict=True):
-                    if result is None:
-                        untranslated += 1
-                        result = original
-                    rows.append((src, tgt, _sha256(original), original, result))
-                # Another run may have cached the same text since the read above: its row stays.
-                insert = translation_cache.insert_sql(db, cache)
-                for row in rows:
-                    db.execute(insert, row)
-                db.commit()
-    for column in tcfg.columns:
+    col = q(column)
+    last: str | None = None
+    # Keyset pages over the distinct values: memory stays bounded however many there are.
+    while True:
+        where = f"{col} IS NOT NULL" + (f" AND {col} > {p}" if last is not None else "")
+        page = [
+            r[0]
+            for r in db.query(
+                f"SELECT DISTINCT {col} FROM {staging} WHERE {where} ORDER BY {col} LIMIT {ctx.translate_page}",
+                [last] if last is not None else None,
+            )
+        ]
+        if not page:
+            return
+        last = page[-1]
+        counts["distinct_values"] += len(page)
+        hashes = {_sha256(v): v for v in page}
+        marks = ", ".join([p] * len(hashes))
+        known = {
+            r[0]
+            for r in db.query(
+                f"SELECT {q('source_hash')} FROM {q(cache)} WHERE {q('source_language')} = {p} "
+                f"AND {q('target_language')} = {p} AND {q('source_hash')} IN ({marks})",
+                [src, tgt, *hashes],
+            )
+        }
+        counts["cache_hits"] += len(known)
+        todo = [v for h, v in hashes.items() if h not in known]
+        if not todo:
+            continue
+        counts["calls"] += len(todo)
+        results = translator.translate_batch(todo, src, tgt)
+        rows = []
+        for original, result in zip(todo, results, strict=True):
+            if result is None:
+                counts["untranslated"] += 1
+                result = original
+            rows.append((src, tgt, _sha256(original), original, result))
+        # Another run may have cached the same text since the read above: its row stays.
+        insert = translation_cache.insert_sql(db, cache)
+        for row in rows:
+            db.execute(insert, row)
+        db.commit()
+
+
+def _apply_translations(db: Database, config: EntityConfig, hash_fn: str) -> int:
+    """Replace every staged value by its cached translation; left uncommitted for the caller."""
+    src, tgt = config.translate.source_language, config.translate.target_language
+    q, p, cache = db.quote, db.placeholder(), TRANSLATION_CACHE_TABLE
+    staging = db.table(config.staging.table)
+    updated = 0
+    for column in config.translate.columns:
         col = q(column)
         # One set-based pass per column replaces every value by its cached translation, after all
         # the reads (translated values never feed back into the pages above), and all columns in
@@ -690,22 +726,7 @@ def _translate(ctx: RunContext, db: Database, load_seq: int, load_id: str | None
             [src, tgt, src, tgt],
         )
         failpoints.hit("translate.column_updated")  # this column updated, nothing committed yet
-    staging_ledger.mark(db, config, "translated_seq", load_seq)
-    db.commit()
-    return {
-        "rows_in": rows_in,
-        "rows_out": updated,
-        "details": {
-            "translator": translator.label,
-            "columns": list(tcfg.columns),
-            "distinct_values": distinct,
-            "cache_hits": hits,
-            "translated": calls - untranslated,
-            "untranslated": untranslated,
-            "load_id": load_id,
-            "load_seq": load_seq,
-        },
-    }
+    return updated
 
 
 # -- dedupe ----------------------------------------------------------------------------------------
