@@ -109,7 +109,7 @@ def plan_runs(rng: random.Random, faults: int, takeovers: int, sizes: dict[str, 
         done: dict[str, float] = {}
         for fault in run:
             if fault.kind == "restart":
-                fault.delay = rng.uniform(0.15, 0.85)
+                fault.delay = rng.uniform(0.1, 0.6)
             else:
                 fault.point, fault.nth, done[fault.stage] = pick_hit(rng, fault.stage, sizes, done.get(fault.stage, 0))
     return runs
