@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 _PART = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
-_IDENTIFIER = re.compile(rf"^{_PART}$")
-_QUALIFIED = re.compile(rf"^{_PART}(\.{_PART})?$")
+IDENTIFIER_PATTERN = rf"^{_PART}$"
+TABLE_PATTERN = rf"^{_PART}(\.{_PART})?$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_QUALIFIED = re.compile(TABLE_PATTERN)
 
 
 def check_identifier(name: str) -> str:

@@ -18,6 +18,7 @@ from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -27,11 +28,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from entity_etl.config.identifiers import check_identifier, check_table_name, same_table
+from entity_etl.config.identifiers import (
+    IDENTIFIER_PATTERN,
+    TABLE_PATTERN,
+    check_identifier,
+    check_table_name,
+    same_table,
+)
 from entity_etl.config.problems import field_error
 
-Identifier = Annotated[str, AfterValidator(check_identifier)]
-TableName = Annotated[str, AfterValidator(check_table_name)]
+# The checks' own messages, and their patterns in the JSON Schema (an editor flags what the loader refuses).
+Identifier = Annotated[str, AfterValidator(check_identifier), Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN})]
+TableName = Annotated[str, AfterValidator(check_table_name), Field(json_schema_extra={"pattern": TABLE_PATTERN})]
 ConnId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
 SqlPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_./-]+\.sql$")]
 #: A float that is a number (an int is fine), never a string, a boolean, infinity or NaN.
@@ -66,6 +74,23 @@ _COLUMN_TYPE = re.compile(
     r"|decimal\((?P<p>\d{1,2}),\s*(?P<s>\d{1,2})\))$"
 )
 
+
+def _schema_pattern(regex: re.Pattern[str]) -> str:
+    """``regex`` as the JSON Schema sees a column type: any case, surrounding spaces, no group names."""
+    body = re.sub(r"\(\?P<\w+>", "(", regex.pattern.removeprefix("^").removesuffix("$"))
+    body = re.sub(r"(?<!\\)[a-z]", lambda m: f"[{m.group().upper()}{m.group()}]", body)
+    return rf"^\s*{body}\s*$"
+
+
+def _int_or_str(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is neither an integer nor a string")
+    return value
+
+
+#: A ``source.split_points`` value: an integer or a string (one error, not one per union member).
+SplitPoint = Annotated[int | str, BeforeValidator(_int_or_str)]
+
 Sanitizer = Literal["trim", "null_if_empty", "upper", "lower"]
 
 
@@ -88,7 +113,7 @@ class SourceConfig(StrictModel):
         description="Column the extract is chunked by (keyset ranges, each chunk checkpointed for resume). "
         "Default: the first dedupe key column. Best the leading column of an index in the source.",
     )
-    split_points: list[StrictInt | str] = Field(
+    split_points: list[SplitPoint] = Field(
         default_factory=list,
         max_length=99,
         description="chunk_key values that cut the extract into len+1 key-range partitions (key <= first, ..., "
@@ -124,6 +149,7 @@ class ColumnConfig(StrictModel):
     name: Identifier = Field(description="Column name in the extract query result and in staging.")
     type: str = Field(
         "string",
+        json_schema_extra={"pattern": _schema_pattern(_COLUMN_TYPE)},
         description="string, string(N), text, integer, bigint, float, boolean, date, datetime, decimal(P,S)",
     )
     target: Identifier | None = Field(None, description="Column name in the target table (default: name).")
