@@ -16,8 +16,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from entity_etl.config.loader import _deep_merge, _parse_yaml, entity_files, load_defaults, load_entities
+from entity_etl.config.model import ComputeConfig
 from entity_etl.config.problems import format_loc
 from entity_files import EXTRACT, MINIMAL, ROOT, make_include
 
@@ -226,3 +228,12 @@ def test_interpolated_numbers_are_strings_and_refused(tmp_path: Path) -> None:
     (include / "sql" / "xx" / "extract.sql").write_text(EXTRACT, encoding="utf-8")
     (problem,) = load_entities(include / "entities", include / "sql", env={"MEMORY": "4096"}).problems
     assert (problem.field, problem.message) == ("compute.memory_mib", "Input should be a valid integer")
+
+
+@pytest.mark.parametrize("name", ["ETL_TRANSLATOR", "AWS_SECRET_ACCESS_KEY", "AIRFLOW_CONN_ETL_TARGET"])
+def test_compute_environment_refuses_the_jobs_own_settings_in_code_too(name: str) -> None:
+    """The operator is never handed an entity that overrides the job's settings or credentials."""
+    with pytest.raises(ValidationError) as info:
+        ComputeConfig(environment={"LOG_LEVEL": "debug", name: "x"})
+    ((loc, message),) = [(e["loc"] + e["ctx"]["loc"], e["ctx"]["message"]) for e in info.value.errors()]
+    assert loc == ("environment", name) and message.startswith(f"{name!r} may not be set by an entity")
