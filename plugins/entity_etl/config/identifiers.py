@@ -41,6 +41,8 @@ _QUOTES = '`"'
 
 def _split(name: str) -> list[str]:
     """The dotted parts of ``name``; a part may be quoted (```a.b``` or ``"a.b"``, doubled quote escaped)."""
+    if '"' not in name and "`" not in name:
+        return name.split(".")
     parts: list[str] = []
     current, quote, i = "", "", 0
     while i < len(name):
@@ -75,6 +77,9 @@ def normalised_table(name: str) -> tuple[str | None, str]:
 
 def same_table(a: str, b: str) -> bool:
     """Whether ``a`` and ``b`` may name one table: same table part, and same schema unless either has none."""
-    schema_a, table_a = normalised_table(a)
-    schema_b, table_b = normalised_table(b)
-    return table_a == table_b and (schema_a is None or schema_b is None or schema_a == schema_b)
+    return same_normalised(normalised_table(a), normalised_table(b))
+
+
+def same_normalised(a: tuple[str | None, str], b: tuple[str | None, str]) -> bool:
+    """:func:`same_table` on names already passed through :func:`normalised_table`."""
+    return a[1] == b[1] and (a[0] is None or b[0] is None or a[0] == b[0])

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from entity_etl.config.identifiers import normalised_table, same_table
+from entity_etl.config.identifiers import normalised_table, same_normalised, same_table
 from entity_etl.config.model import EntityConfig
 from entity_etl.config.problems import ConfigProblem
 
@@ -27,6 +27,7 @@ class _Use:
     file: str
     field: str  # "staging.table" or "target.table"
     name: str
+    normalised: tuple[str | None, str]
 
 
 def _uses(configs: Iterable[tuple[str, EntityConfig]]) -> dict[tuple[str, str], list[_Use]]:
@@ -34,7 +35,8 @@ def _uses(configs: Iterable[tuple[str, EntityConfig]]) -> dict[tuple[str, str], 
     groups: dict[tuple[str, str], list[_Use]] = defaultdict(list)
     for file, config in configs:
         for field, name in (("staging.table", config.staging.table), ("target.table", config.target.table)):
-            groups[(config.target.conn_id, normalised_table(name)[1])].append(_Use(file, field, name))
+            normalised = normalised_table(name)
+            groups[(config.target.conn_id, normalised[1])].append(_Use(file, field, name, normalised))
     return groups
 
 
@@ -66,7 +68,7 @@ def table_clashes(configs: Iterable[tuple[str, EntityConfig]]) -> list[TableClas
     for uses in _uses(configs).values():
         for staging in (u for u in uses if u.field == "staging.table"):
             for other in uses:
-                if other.file == staging.file or not same_table(staging.name, other.name):
+                if other.file == staging.file or not same_normalised(staging.normalised, other.normalised):
                     continue
                 if other.field == "staging.table" and other.file < staging.file:
                     continue
