@@ -299,3 +299,52 @@ def test_yaml_errors_keep_pyyamls_wording(include: Path, text: str, message: str
     """libyaml parses; PyYAML words the errors (libyaml leaves out the alias name and the character)."""
     (problem,) = _problems(include, "xx", text)
     assert problem.endswith(message), problem
+
+
+# -- key columns, duplicate names and list paths ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sanitize", "message"),
+    [
+        (
+            "[trim]",
+            "'id' is a dedupe.key column and takes no sanitizers ['trim']: dedupe compares the staged values, "
+            "the target the sanitized ones, so they would disagree on what one key is (clean the key in the "
+            "extract query)",
+        ),
+        (
+            "[trim, null_if_empty]",
+            "'id' is a dedupe.key column: null_if_empty would turn an empty key into NULL, which is no key at "
+            "all; key columns take no sanitizers (clean the key in the extract query)",
+        ),
+    ],
+)
+def test_key_columns_take_no_sanitizers(include: Path, sanitize: str, message: str) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: id, type: string(20)}", f"{{name: id, sanitize: {sanitize}}}")
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith(f"xx.yaml: columns[0].sanitize: {message}")
+
+
+def test_a_sanitizer_on_a_column_that_is_not_a_key_is_fine(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: label, type: text}", "{name: label, sanitize: [trim, upper]}")
+    assert load_entity(write_entity(include, "xx", text), sql_dir=include / "sql", env={}).columns[1].sanitize == [
+        "trim",
+        "upper",
+    ]
+
+
+def test_column_names_are_unique_ignoring_case(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: label, type: text}", "{name: ID, type: text}")
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith("xx.yaml: columns[1].name: duplicate column name 'ID' (also columns[0])")
+
+
+def test_translate_column_path_names_the_item(include: Path) -> None:
+    text = MINIMAL.format(name="xx") + "translate: {enabled: true, columns: [label, nope]}\n"
+    (problem,) = _problems(include, "xx", text)
+    assert ": translate.columns[1]: 'nope' is not among columns" in problem
+
+
+def test_unset_variable_in_a_list_names_the_item(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: label, type: text}", "{name: '${LABEL}', type: text}")
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith("xx.yaml: columns[1].name: environment variable ${LABEL} is not set")
