@@ -395,7 +395,7 @@ def test_compute_settings_and_forwarded_env_reach_the_job(
         job_definition=JOB_DEFINITION,
         vcpu=0.25,
         memory_mib=512,
-        environment={"LOG_LEVEL": "debug", "ETL_TRANSLATOR": "glossary"},  # the entity's own setting wins
+        environment={"LOG_LEVEL": "debug"},  # an ETL_ name here is a config error (test_config_strict.py)
     )
     op = de_operator("dedupe", compute)
     result = op.execute(task_context())
@@ -411,7 +411,7 @@ def test_compute_settings_and_forwarded_env_reach_the_job(
             {"name": "ETL_LEASE_OWNER", "value": f"etl_de/{RUN_ID}"},
             {"name": "ETL_OBJECT_STORE_URL", "value": STORE_URL},
             {"name": "ETL_SECRETS_BACKEND", "value": "aws"},
-            {"name": "ETL_TRANSLATOR", "value": "glossary"},
+            {"name": "ETL_TRANSLATOR", "value": "amazon"},
             {"name": "LOG_LEVEL", "value": "debug"},
         ],
     }

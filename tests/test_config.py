@@ -94,9 +94,9 @@ def test_unknown_schedule_preset(include: Path) -> None:
     ("old", "new", "field"),
     [
         ("table: t_xx", "table: t_xx; DROP TABLE users", "target.table"),
-        ("{name: label, type: text}", "{name: 'label`', type: text}", "columns.1.name"),
+        ("{name: label, type: text}", "{name: 'label`', type: text}", "columns[1].name"),
         ("table: stg_xx", "table: 1stg", "staging.table"),
-        ("{name: id, type: string(20)}", "{name: id, type: string(20), target: 'i d'}", "columns.0.target"),
+        ("{name: id, type: string(20)}", "{name: id, type: string(20), target: 'i d'}", "columns[0].target"),
     ],
 )
 def test_bad_identifier(include: Path, old: str, new: str, field: str) -> None:
@@ -134,26 +134,26 @@ def test_entity_must_match_file_name(include: Path) -> None:
 def test_newest_needs_order_by(include: Path) -> None:
     text = MINIMAL.format(name="xx").replace("  order_by: changed_at\n", "")
     (problem,) = _problems(include, "xx", text)
-    assert ": dedupe: keep: newest needs order_by" in problem
+    assert ": dedupe.order_by: keep: newest needs order_by" in problem
 
 
 def test_dedupe_key_must_be_a_column(include: Path) -> None:
     text = MINIMAL.format(name="xx").replace("key: [id]", "key: [idd]")
     (problem,) = _problems(include, "xx", text)
-    assert "dedupe.key: ['idd'] not among columns" in problem
+    assert ": dedupe.key[0]: 'idd' is not among columns ['id', 'label', 'amount', 'changed_at']" in problem
 
 
 def test_translate_enabled_needs_columns(include: Path) -> None:
     text = MINIMAL.format(name="xx") + "translate:\n  enabled: true\n"
     (problem,) = _problems(include, "xx", text)
-    assert ": translate: enabled is true but no columns are listed" in problem
+    assert ": translate.columns: translate.enabled is true but no columns are listed" in problem
 
 
 def test_bad_column_type_and_fargate_vcpu_reported_together(include: Path) -> None:
     text = MINIMAL.format(name="xx").replace("type: text", "type: varchar2") + "compute:\n  vcpu: 3\n"
     problems = _problems(include, "xx", text)
     assert len(problems) == 2
-    assert any(": columns.1.type: unknown column type 'varchar2'" in p for p in problems)
+    assert any(": columns[1].type: unknown column type 'varchar2'" in p for p in problems)
     assert any(": compute.vcpu: 3.0 is not a Fargate vCPU size" in p for p in problems)
 
 
@@ -213,17 +213,20 @@ def test_etlctl_validate_passes_on_the_repo() -> None:
 
 def test_exported_json_schema_is_current() -> None:
     on_disk = json.loads((ROOT / "include" / "entities" / "entity.schema.json").read_text())
-    assert on_disk["properties"] == EntityConfig.model_json_schema()["properties"], "run `make schema`"
+    current = {**EntityConfig.model_json_schema(), "$schema": on_disk["$schema"], "title": on_disk["title"]}
+    assert on_disk == current, "run `make schema`"  # $defs too: the nested models' constraints
     assert on_disk["additionalProperties"] is False
 
 
 @pytest.mark.parametrize("name", ["no", "on", "yes"])
 def test_country_codes_that_yaml_1_1_reads_as_booleans(include: Path, name: str) -> None:
-    # Norway's "no" must stay a string; `enabled: no` must still mean false.
-    write_entity(include, name, MINIMAL.format(name=name) + "enabled: no\n")
+    # Norway's "no" must stay a string; `enabled: no` is then a string too, which a boolean refuses.
+    write_entity(include, name, MINIMAL.format(name=name) + "enabled: false\n")
     config = load_entities(include / "entities", include / "sql", env={}).entities[name]
     assert config.entity == name
     assert config.enabled is False
+    (problem,) = _problems(include, name, MINIMAL.format(name=name) + "enabled: no\n")
+    assert problem.endswith(f"{name}.yaml: enabled: Input should be a valid boolean")
 
 
 def test_run_stage_on_an_invalid_entity_names_file_and_field(include: Path, tmp_path: Path) -> None:
@@ -296,3 +299,52 @@ def test_yaml_errors_keep_pyyamls_wording(include: Path, text: str, message: str
     """libyaml parses; PyYAML words the errors (libyaml leaves out the alias name and the character)."""
     (problem,) = _problems(include, "xx", text)
     assert problem.endswith(message), problem
+
+
+# -- key columns, duplicate names and list paths ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sanitize", "message"),
+    [
+        (
+            "[trim]",
+            "'id' is a dedupe.key column and takes no sanitizers ['trim']: dedupe compares the staged values, "
+            "the target the sanitized ones, so they would disagree on what one key is (clean the key in the "
+            "extract query)",
+        ),
+        (
+            "[trim, null_if_empty]",
+            "'id' is a dedupe.key column: null_if_empty would turn an empty key into NULL, which is no key at "
+            "all; key columns take no sanitizers (clean the key in the extract query)",
+        ),
+    ],
+)
+def test_key_columns_take_no_sanitizers(include: Path, sanitize: str, message: str) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: id, type: string(20)}", f"{{name: id, sanitize: {sanitize}}}")
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith(f"xx.yaml: columns[0].sanitize: {message}")
+
+
+def test_a_sanitizer_on_a_column_that_is_not_a_key_is_fine(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: label, type: text}", "{name: label, sanitize: [trim, upper]}")
+    assert load_entity(write_entity(include, "xx", text), sql_dir=include / "sql", env={}).columns[1].sanitize == [
+        "trim",
+        "upper",
+    ]
+
+
+def test_column_names_are_unique_ignoring_case(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: label, type: text}", "{name: ID, type: text}")
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith("xx.yaml: columns[1].name: duplicate column name 'ID' (also columns[0])")
+
+
+def test_translate_column_path_names_the_item(include: Path) -> None:
+    text = MINIMAL.format(name="xx") + "translate: {enabled: true, columns: [label, nope]}\n"
+    (problem,) = _problems(include, "xx", text)
+    assert ": translate.columns[1]: 'nope' is not among columns" in problem
+
+
+def test_unset_variable_in_a_list_names_the_item(include: Path) -> None:
+    text = MINIMAL.format(name="xx").replace("{name: label, type: text}", "{name: '${LABEL}', type: text}")
+    (problem,) = _problems(include, "xx", text)
+    assert problem.endswith("xx.yaml: columns[1].name: environment variable ${LABEL} is not set")

@@ -175,7 +175,7 @@ def test_config_error_is_shown_as_an_import_error_in_the_ui(
         errors = session.scalars(select(ParseImportError)).all()
         stacks = {e.filename: e.stacktrace for e in errors}
     ((_filename, stack),) = ((f, s) for f, s in stacks.items() if f.endswith("etl_config_errors.py"))
-    assert "br.yaml: columns.1.name: 'razao social' is not a safe SQL identifier" in stack
+    assert "br.yaml: columns[1].name: 'razao social' is not a safe SQL identifier" in stack
     assert {"etl_de", "etl_jp"} <= set(bag.dag_ids) and "etl_br" not in bag.dag_ids
 
 

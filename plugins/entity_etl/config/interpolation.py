@@ -39,7 +39,7 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
     if isinstance(value, dict):
         return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, env, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value)]
+        return [interpolate(v, env, f"{path}[{i}]" if path else f"[{i}]") for i, v in enumerate(value)]
     return value
 
 

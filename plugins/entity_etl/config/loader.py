@@ -1,7 +1,8 @@
 """Load and validate ``include/entities/*.yaml``.
 
 Only files are read (no DB, no network), so this is safe at DAG parse time. Every problem is
-reported as ``file: field: message``; one bad file never hides the others.
+reported as ``file: field: message``; one bad file never hides the others. Across files, a staging
+table that is another file's staging or target table refuses both files (``table_identity``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from entity_etl.config.interpolation import UnsetVariableError, interpolate, placeholders
 from entity_etl.config.model import EntityConfig
+from entity_etl.config.problems import FIELD_ERROR, ConfigProblem, EntityConfigError, format_loc
+from entity_etl.config.table_identity import table_clashes
 from entity_etl.config.validation_memo import ValidationMemo
 from entity_etl.runtime.settings import include_dir
 
@@ -36,8 +39,8 @@ class _Yaml12BoolLoader(_SafeLoader):
     """SafeLoader where only true/false are booleans (as in YAML 1.2).
 
     PyYAML follows YAML 1.1, where unquoted ``no``, ``off``, ``yes``, ``on`` are booleans, so
-    ``entity: no`` (Norway) would silently become ``False``. Fields that really are booleans still
-    accept those words, because pydantic parses them.
+    ``entity: no`` (Norway) would silently become ``False``. Boolean fields are strict, so there
+    those words (and ``"true"``, ``1``) are errors.
     """
 
 
@@ -53,24 +56,6 @@ for _loader in (_Yaml12BoolLoader, _Yaml12BoolPyLoader):
     _loader.add_implicit_resolver(
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
-
-
-@dataclass(frozen=True)
-class ConfigProblem:
-    file: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.field}: {self.message}"
-
-
-class EntityConfigError(ValueError):
-    """One entity file is invalid; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclass
@@ -170,8 +155,11 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
 
 def _problem_from_error(display: str, err: Any) -> ConfigProblem:
     loc = tuple(err["loc"])
-    path = ".".join(str(p) for p in loc) or "-"
     msg = err["msg"]
+    if err["type"] == FIELD_ERROR:  # a check across fields, naming the field it is about
+        loc += tuple(err["ctx"]["loc"])
+        msg = err["ctx"]["message"]
+    path = format_loc(loc)
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if err["type"] == "extra_forbidden":
@@ -303,6 +291,7 @@ def load_entities(
         return result
     defaults_key = repr(defaults)
     sql_root = sql_dir.resolve()
+    files: dict[str, str] = {}  # entity -> its file, as problems name it
     for path in entity_files(entities_dir):
         if only is not None and path.stem != only:
             continue
@@ -318,7 +307,20 @@ def load_entities(
             result.problems.extend(exc.problems)
             continue
         result.entities[config.entity] = config
+        files[config.entity] = display
+    if only is None:  # with `only`, a task of one entity is starting: the full parse checks across files
+        _refuse_shared_tables(result, files)
     return result
+
+
+def _refuse_shared_tables(result: LoadResult, files: Mapping[str, str]) -> None:
+    """Report every staging table that is another file's staging or target table, and drop both files."""
+    clashes = table_clashes((files[entity], config) for entity, config in result.entities.items())
+    if not clashes:
+        return
+    result.problems.extend(clash.problem for clash in clashes)
+    refused = {clash.file for clash in clashes} | {clash.other_file for clash in clashes}
+    result.entities = {e: c for e, c in result.entities.items() if files[e] not in refused}
 
 
 def find_entity(entity: str, entities_dir: Path | None = None, sql_dir: Path | None = None) -> EntityConfig:

@@ -1,7 +1,9 @@
 """The entity schema: one ``include/entities/<entity>.yaml`` validates into one :class:`EntityConfig`.
 
-Every model forbids unknown keys; the loader turns pydantic's errors into ``file: field: message``
-lines with a "did you mean" hint.
+Every model forbids unknown keys and is strict about types: a boolean is only ``true``/``false``, an
+integer only an integer (``"5"``, ``5.5`` and ``true`` are errors), a float a finite number. The loader
+turns pydantic's errors into ``file: field: message`` lines (``columns[3].name``) with a "did you mean"
+hint; checks across fields raise :func:`field_error`, naming the field they are about.
 """
 
 from __future__ import annotations
@@ -13,14 +15,41 @@ import re
 from typing import Annotated, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from entity_etl.config.identifiers import check_identifier, check_table_name
+from entity_etl.config.identifiers import (
+    IDENTIFIER_PATTERN,
+    TABLE_PATTERN,
+    check_identifier,
+    check_table_name,
+    same_table,
+)
+from entity_etl.config.problems import field_error
 
-Identifier = Annotated[str, AfterValidator(check_identifier)]
-TableName = Annotated[str, AfterValidator(check_table_name)]
+# The checks' own messages, and their patterns in the JSON Schema (an editor flags what the loader refuses).
+Identifier = Annotated[str, AfterValidator(check_identifier), Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN})]
+TableName = Annotated[str, AfterValidator(check_table_name), Field(json_schema_extra={"pattern": TABLE_PATTERN})]
 ConnId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
 SqlPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_./-]+\.sql$")]
+#: A float that is a number (an int is fine), never a string, a boolean, infinity or NaN.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+#: Minutes of a timedelta: at most a year (timedelta(minutes=1e12) would fail the DAG build).
+MAX_MINUTES = 525_600
+
+#: ``compute.environment`` names the job's own settings use: an entity may not override them.
+RESERVED_ENV_PREFIXES = ("ETL_", "AWS_", "AIRFLOW_CONN_")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: Airflow's schedule presets, as the cron expressions they stand for.
 SCHEDULE_PRESETS: dict[str, str] = {
@@ -45,6 +74,23 @@ _COLUMN_TYPE = re.compile(
     r"|decimal\((?P<p>\d{1,2}),\s*(?P<s>\d{1,2})\))$"
 )
 
+
+def _schema_pattern(regex: re.Pattern[str]) -> str:
+    """``regex`` as the JSON Schema sees a column type: any case, surrounding spaces, no group names."""
+    body = re.sub(r"\(\?P<\w+>", "(", regex.pattern.removeprefix("^").removesuffix("$"))
+    body = re.sub(r"(?<!\\)[a-z]", lambda m: f"[{m.group().upper()}{m.group()}]", body)
+    return rf"^\s*{body}\s*$"
+
+
+def _int_or_str(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is neither an integer nor a string")
+    return value
+
+
+#: A ``source.split_points`` value: an integer or a string (one error, not one per union member).
+SplitPoint = Annotated[int | str, BeforeValidator(_int_or_str)]
+
 Sanitizer = Literal["trim", "null_if_empty", "upper", "lower"]
 
 
@@ -58,14 +104,16 @@ class SourceConfig(StrictModel):
         description="Path under include/sql/ of the extract query. It may use the bind parameters "
         ":data_interval_start and :data_interval_end (ISO timestamps of the run's data interval)."
     )
-    fetch_rows: int = Field(10_000, ge=100, le=1_000_000, description="Rows per server-side fetch.")
-    chunk_rows: int = Field(1_000_000, ge=1_000, description="Rows per extract object (one gzip CSV file per chunk).")
+    fetch_rows: StrictInt = Field(10_000, ge=100, le=1_000_000, description="Rows per server-side fetch.")
+    chunk_rows: StrictInt = Field(
+        1_000_000, ge=1_000, description="Rows per extract object (one gzip CSV file per chunk)."
+    )
     chunk_key: Identifier | None = Field(
         None,
         description="Column the extract is chunked by (keyset ranges, each chunk checkpointed for resume). "
         "Default: the first dedupe key column. Best the leading column of an index in the source.",
     )
-    split_points: list[int | str] = Field(
+    split_points: list[SplitPoint] = Field(
         default_factory=list,
         max_length=99,
         description="chunk_key values that cut the extract into len+1 key-range partitions (key <= first, ..., "
@@ -92,7 +140,7 @@ class StagingConfig(StrictModel):
 class TargetConfig(StrictModel):
     conn_id: ConnId = Field(description="Airflow connection id of the target database (MySQL / RDS).")
     table: TableName = Field(description="Target table; created from `columns` if it does not exist.")
-    chunk_rows: int = Field(
+    chunk_rows: StrictInt = Field(
         200_000, ge=1_000, description="Staged rows per committed (and checkpointed) upsert into the target."
     )
 
@@ -101,6 +149,7 @@ class ColumnConfig(StrictModel):
     name: Identifier = Field(description="Column name in the extract query result and in staging.")
     type: str = Field(
         "string",
+        json_schema_extra={"pattern": _schema_pattern(_COLUMN_TYPE)},
         description="string, string(N), text, integer, bigint, float, boolean, date, datetime, decimal(P,S)",
     )
     target: Identifier | None = Field(None, description="Column name in the target table (default: name).")
@@ -138,12 +187,14 @@ class DedupeConfig(StrictModel):
     @model_validator(mode="after")
     def _order_by_needed(self) -> DedupeConfig:
         if self.keep in ("newest", "oldest") and self.order_by is None:
-            raise ValueError(f"keep: {self.keep} needs order_by (the column that says which row is newer)")
+            raise field_error(
+                ("order_by",), f"keep: {self.keep} needs order_by (the column that says which row is newer)"
+            )
         return self
 
 
 class TranslateConfig(StrictModel):
-    enabled: bool = False
+    enabled: StrictBool = False
     columns: list[Identifier] = Field(default_factory=list)
     source_language: str = Field("auto", pattern=r"^(auto|[a-z]{2,3}(-[A-Za-z]{2,4})?)$")
     target_language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
@@ -151,16 +202,26 @@ class TranslateConfig(StrictModel):
     @model_validator(mode="after")
     def _columns_when_enabled(self) -> TranslateConfig:
         if self.enabled and not self.columns:
-            raise ValueError("enabled is true but no columns are listed")
+            raise field_error(("columns",), "translate.enabled is true but no columns are listed")
         return self
 
 
 class ComputeConfig(StrictModel):
     job_queue: str = Field("etl-fargate", pattern=r"^[A-Za-z0-9_:/.-]{1,255}$")
     job_definition: str = Field("etl-stage", pattern=r"^[A-Za-z0-9_:/.-]{1,255}$")
-    vcpu: float = Field(1.0, description="Fargate vCPU: 0.25, 0.5, 1, 2, 4, 8 or 16.")
-    memory_mib: int = Field(2048, ge=512, le=122_880)
-    environment: dict[str, str] = Field(default_factory=dict, description="Extra container env vars.")
+    vcpu: Number = Field(1.0, description="Fargate vCPU: 0.25, 0.5, 1, 2, 4, 8 or 16.")
+    memory_mib: StrictInt = Field(2048, ge=512, le=122_880)
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra container env vars; names starting ETL_, AWS_ or AIRFLOW_CONN_ are the job's own "
+        "settings and are refused.",
+        json_schema_extra={
+            "propertyNames": {
+                "pattern": _ENV_NAME,
+                "not": {"pattern": "^(" + "|".join(RESERVED_ENV_PREFIXES) + ")"},
+            }
+        },
+    )
 
     @field_validator("vcpu")
     @classmethod
@@ -173,38 +234,47 @@ class ComputeConfig(StrictModel):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if not re.fullmatch(_ENV_NAME, name):
+                raise field_error((name,), f"{name!r} is not a valid environment variable name")
+            if name.startswith(RESERVED_ENV_PREFIXES):
+                raise field_error(
+                    (name,),
+                    f"{name!r} may not be set by an entity: names starting {', '.join(RESERVED_ENV_PREFIXES)} "
+                    "are the job's own settings, connections and AWS credentials",
+                )
         return value
 
 
 class NotifyConfig(StrictModel):
     """Run notifications through the SNS notifier (topic: ``topic_arn``, else ``$ETL_NOTIFY_TOPIC_ARN``)."""
 
-    on_failure: bool = Field(True, description="A task failed with no retries left, or the run failed.")
-    on_success: bool = Field(False, description="A success summary with the run's row counts.")
-    max_run_minutes: float | None = Field(
-        None, gt=0, description="Alert when a run is still going this long after it was queued."
+    on_failure: StrictBool = Field(True, description="A task failed with no retries left, or the run failed.")
+    on_success: StrictBool = Field(False, description="A success summary with the run's row counts.")
+    max_run_minutes: Number | None = Field(
+        None, gt=0, le=MAX_MINUTES, description="Alert when a run is still going this long after it was queued."
     )
     topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 class EntityConfig(StrictModel):
     entity: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="Entity id; the DAG is etl_<entity>.")
-    enabled: bool = True
+    enabled: StrictBool = True
     description: str = ""
     schedule: str | None = Field(
         description="Cron expression, an Airflow preset (@daily, @weekly, @monthly, ...) or null for manual runs only."
     )
-    start_date: dt.date
+    start_date: dt.date = Field(description="First data interval's date, YYYY-MM-DD.")
     timezone: str = "UTC"
-    catchup: bool = False
+    catchup: StrictBool = False
     owner: str = "data-platform"
     tags: list[str] = Field(default_factory=list)
-    retries: int = Field(2, ge=0, le=10)
-    retry_delay_minutes: float = Field(5, ge=0)
-    lease_wait_minutes: float = Field(
-        360, ge=0, description="How long a run waits for the entity lease; 0 fails at once, naming the holder."
+    retries: StrictInt = Field(2, ge=0, le=10)
+    retry_delay_minutes: Number = Field(5, ge=0, le=MAX_MINUTES)
+    lease_wait_minutes: Number = Field(
+        360,
+        ge=0,
+        le=MAX_MINUTES,
+        description="How long a run waits for the entity lease; 0 fails at once, naming the holder.",
     )
     source: SourceConfig
     staging: StagingConfig
@@ -231,6 +301,13 @@ class EntityConfig(StrictModel):
             raise ValueError(f"{value!r} is not a valid 5-field cron expression")
         return value
 
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _date_not_number(cls, value: object) -> object:
+        if isinstance(value, (int, float)):  # pydantic would read 20261101 as seconds since 1970
+            raise ValueError(f"{value!r} is not a date; write YYYY-MM-DD")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
@@ -244,26 +321,14 @@ class EntityConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> EntityConfig:
-        names = [c.name for c in self.columns]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"columns: duplicate column name(s) {dupes}")
-        targets = [c.target_name for c in self.columns]
-        tdupes = sorted({n for n in targets if targets.count(n) > 1})
-        if tdupes:
-            raise ValueError(f"columns: duplicate target column name(s) {tdupes}")
-        known = set(names)
-        for field, cols in (
-            ("dedupe.key", self.dedupe.key),
-            ("dedupe.order_by", [self.dedupe.order_by] if self.dedupe.order_by else []),
-            ("translate.columns", self.translate.columns),
-            ("source.chunk_key", [self.source.chunk_key] if self.source.chunk_key else []),
-        ):
-            unknown = [c for c in cols if c not in known]
-            if unknown:
-                raise ValueError(f"{field}: {unknown} not among columns {names}")
-        if self.staging.table == self.target.table:
-            raise ValueError("staging.table and target.table are the same table")
+        error = (
+            _duplicate_columns(self.columns)
+            or _unknown_columns(self)
+            or _key_sanitizers(self)
+            or _staging_is_target(self.staging.table, self.target.table)
+        )
+        if error is not None:
+            raise error
         return self
 
     # -- conveniences used by the runtime and the DAG factory -------------------------------------
@@ -299,3 +364,63 @@ class EntityConfig(StrictModel):
             if col.name == name:
                 return col
         raise KeyError(name)
+
+
+# -- checks across fields: each returns the error about the first field that is wrong, or None ------
+def _duplicate_columns(columns: list[ColumnConfig]) -> PydanticCustomError | None:
+    """Column names, and target column names, are unique ignoring case (as in MySQL and SQLite)."""
+    for attr, field in (("name", "name"), ("target_name", "target")):
+        seen: dict[str, int] = {}
+        for i, column in enumerate(columns):
+            name = getattr(column, attr)
+            if name.lower() in seen:
+                first = seen[name.lower()]
+                what = "column name" if attr == "name" else "target column name"
+                return field_error(("columns", i, field), f"duplicate {what} {name!r} (also columns[{first}])")
+            seen[name.lower()] = i
+    return None
+
+
+def _unknown_columns(config: EntityConfig) -> PydanticCustomError | None:
+    """dedupe.key, dedupe.order_by, translate.columns and source.chunk_key name columns of ``columns``."""
+    names = [c.name for c in config.columns]
+    references: list[tuple[tuple[int | str, ...], str | None]] = [
+        *((("dedupe", "key", i), c) for i, c in enumerate(config.dedupe.key)),
+        (("dedupe", "order_by"), config.dedupe.order_by),
+        *((("translate", "columns", i), c) for i, c in enumerate(config.translate.columns)),
+        (("source", "chunk_key"), config.source.chunk_key),
+    ]
+    for loc, column in references:
+        if column is not None and column not in names:
+            return field_error(loc, f"{column!r} is not among columns {names}")
+    return None
+
+
+def _key_sanitizers(config: EntityConfig) -> PydanticCustomError | None:
+    """Key columns take no sanitizer: dedupe (on staged values) and the target would see different keys."""
+    for i, column in enumerate(config.columns):
+        if column.name not in config.dedupe.key or not column.sanitize:
+            continue
+        if "null_if_empty" in column.sanitize:
+            return field_error(
+                ("columns", i, "sanitize"),
+                f"{column.name!r} is a dedupe.key column: null_if_empty would turn an empty key into NULL, "
+                "which is no key at all; key columns take no sanitizers (clean the key in the extract query)",
+            )
+        return field_error(
+            ("columns", i, "sanitize"),
+            f"{column.name!r} is a dedupe.key column and takes no sanitizers {list(column.sanitize)}: dedupe "
+            "compares the staged values, the target the sanitized ones, so they would disagree on what one key "
+            "is (clean the key in the extract query)",
+        )
+    return None
+
+
+def _staging_is_target(staging: str, target: str) -> PydanticCustomError | None:
+    if same_table(staging, target):
+        return field_error(
+            ("staging", "table"),
+            f"{staging!r} is the target.table {target!r} (names compare ignoring case, quotes and a schema "
+            "prefix): cleanup drops the staging table",
+        )
+    return None
