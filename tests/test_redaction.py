@@ -114,7 +114,9 @@ def test_the_log_filter_redacts_message_arguments_and_tracebacks() -> None:
 
 
 # -- connection parsing ---------------------------------------------------------------------------
-@pytest.mark.parametrize("password", ["s3/cr3t", "s3?cr3t", "s3#cr3t", "s3@cr3t", "s3:cr3t", "a?b#c@d:e/f", "12/34"])
+@pytest.mark.parametrize(
+    "password", ["s3/cr3t", "s3?cr3t", "s3#cr3t", "s3@cr3t", "s3:cr3t", "a?b#c@d:e/f", "12/34", "dr:w@s#s?a/p", "x#y@h"]
+)
 def test_raw_special_characters_in_a_uri_password_parse(password: str) -> None:
     info = parse_connection("tgt", f"mysql://etl:{password}@db.example.com:3307/shop?connect_timeout=5")
     assert (info.host, info.port, info.login, info.password, info.schema) == (
@@ -136,6 +138,9 @@ def test_percent_encoded_passwords_and_extras_still_parse() -> None:
     info = parse_connection("tgt", "mysql://etl:pw@host/db?notify=ops@example.com")
     assert (info.host, info.password, info.extra) == ("host", "pw", {"notify": "ops@example.com"})
     assert parse_connection("x", "mysql://etl:x@[::1]:3306/db").host == "::1"
+    # A raw "#" then "@" in the password: the server is what follows the last "@" (a port or a path next).
+    info = parse_connection("tgt", "mysql://u:dr:w@s#s?a/p@localhost/db")
+    assert (info.password, info.host, info.schema) == ("dr:w@s#s?a/p", "localhost", "db")
 
 
 @pytest.mark.parametrize(

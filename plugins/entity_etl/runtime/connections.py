@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -155,18 +155,31 @@ def _split_authority(rest: str) -> tuple[str | None, str, str]:
             end = min(end, rest.index(mark))
     authority, tail = rest[:end], rest[end:]
     marks = [tail.index(m) for m in "?#" if m in tail]
-    if "@" not in tail or ("@" in authority and marks and tail.index("@") > min(marks)):
-        # (an "@" only in the query or fragment, as in an e-mail address among the extras, is data)
+    candidates = list(_host_candidates(rest))
+    in_data = "@" in authority and "@" in tail and marks and tail.index("@") > min(marks)
+    # An "@" only in the query or fragment, as in an e-mail address among the extras, is data; unless
+    # what follows one is clearly the server (a host with a port, or a host then the database path),
+    # as when a raw password holds "#" or "?" before an "@".
+    if "@" not in tail or (in_data and not any(strong for pos, _h, _t, strong in candidates if pos >= end)):
         userinfo, at, host_port = authority.rpartition("@")
         if _HOST_PORT.fullmatch(host_port):
             return (userinfo if at else None), host_port, tail
+    if not candidates:
+        raise _Invalid(_BAD_URI)
+    pos, host_port, after, _strong = candidates[0]
+    return rest[:pos], host_port, after
+
+
+def _host_candidates(rest: str) -> Iterator[tuple[int, str, str, bool]]:
+    """(position of an "@", the valid host[:port] after it, what follows, whether it looks like the
+    server: a port, or a path next), from the last "@" back."""
     for pos in sorted((i for i, ch in enumerate(rest) if ch == "@"), reverse=True):
         after = rest[pos + 1 :]
         cut = min((after.index(m) for m in "/?#" if m in after), default=len(after))
         host_port = after[:cut]
         if host_port and _HOST_PORT.fullmatch(host_port):
-            return rest[:pos], host_port, after[cut:]
-    raise _Invalid(_BAD_URI)
+            strong = _has_port(host_port) or after[cut : cut + 1] == "/"
+            yield pos, host_port, after[cut:], strong
 
 
 ConnectionResolver = Callable[[str], ConnectionInfo]
