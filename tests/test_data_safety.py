@@ -10,7 +10,11 @@ Sections (append new cases as a section of their own, using :class:`Db`, :func:`
 (a) backfills of an older interval after a newer one (``keep: newest`` / ``keep: oldest``);
 (b) keys that differ only in trailing spaces, and existing targets the upsert cannot use;
 (c) a connection password with ``/ ? # @ :`` in its URI, in no output, record or statistics;
-(d) odd characters in the rows, round-tripped exactly.
+(d) odd characters in the rows, round-tripped exactly;
+(e) table identity: a staging table that is the target in any spelling, shared by two files, or not
+    the pipeline's own;
+(f) the stage chain: staging reloaded after dedupe is refused by load_target;
+(h) strict config: loose values refused by ``etlctl validate`` and every stage, naming the field.
 """
 
 from __future__ import annotations
@@ -364,4 +368,108 @@ def test_odd_characters_round_trip_exactly(db: Db, tmp_path: Path) -> None:
     assert sorted(db.target_rows()) == sorted(expected)  # and value for value, not only as a checksum
 
 
-# -- later sections: table identity, stale staging, fencing, strict config ---------------------------
+# -- (e) table identity --------------------------------------------------------------------------------
+def etlctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "entity_etl.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def edit_entity(env: dict[str, str], old: str, new: str, name: str = "ds") -> Path:
+    path = Path(env["ETL_INCLUDE_DIR"]) / "entities" / f"{name}.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize("spelling", ["DS_TARGET", "Ds_Target", "{schema}.ds_target"])
+def test_a_staging_table_that_is_the_target_in_any_spelling_is_refused(spelling: str, db: Db, tmp_path: Path) -> None:
+    db.create_source([("K1", "a", 1, None, ts(DAY_A, 0))])
+    env = db_env(tmp_path, db)
+    run_pipeline(env, tmp_path, DAY_A, "r1")
+    before = snapshot(db)
+    assert before[0] == 1
+    schema = db.db if db.kind == "mariadb" else "main"
+    path = edit_entity(env, "table: stg_ds", f"table: {spelling.format(schema=schema)}")
+    check = etlctl(env, "validate")
+    assert check.returncode != 0
+    assert f"{path}: staging.table: " in check.stderr and "is the target.table" in check.stderr
+    for stage in ("cleanup", "load_staging", "dedupe", "load_target"):
+        proc = etlctl_run_stage("ds", stage, tmp_path / "store", run_id="r2", start=DAY_A, end=DAY_B, env=env)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and len(lines) == 1 and "staging.table" in lines[0], proc.stderr
+    assert snapshot(db) == before
+
+
+def test_two_entity_files_sharing_a_staging_table_are_refused(db: Db, tmp_path: Path) -> None:
+    env = db_env(tmp_path, db)
+    include = Path(env["ETL_INCLUDE_DIR"])
+    text = (include / "entities" / "ds.yaml").read_text()
+    write_entity(include, "ds2", text.replace("entity: ds", "entity: ds2").replace("ds_target", "ds2_target"), SQL)
+    check = etlctl(env, "validate")
+    assert check.returncode != 0
+    assert "staging.table: 'stg_ds' is also the staging.table of" in check.stderr
+    assert "ds.yaml" in check.stderr and "ds2.yaml" in check.stderr
+
+
+def test_a_table_the_pipeline_did_not_create_is_never_dropped(db: Db, tmp_path: Path) -> None:
+    db.create_source([("K1", "a", 1, None, ts(DAY_A, 0))])
+    db.sql("CREATE TABLE stg_ds (id VARCHAR(20), note VARCHAR(20))")
+    db.sql("INSERT INTO stg_ds VALUES ('keep', 'me')")
+    env = db_env(tmp_path, db)
+    assert_refused(env, tmp_path, db, "cleanup", r"staging\.table 'stg_ds' exists in ds_tgt but the pipeline did not")
+    assert db.sql("SELECT id, note FROM stg_ds") == [("keep", "me")]
+
+
+# -- (f) stage chain: load_staging rerun after dedupe ------------------------------------------------------
+def test_load_target_refuses_staging_reloaded_after_dedupe(db: Db, tmp_path: Path) -> None:
+    rows: list[Row] = [
+        ("K1", "new", 2, None, ts(DAY_A, 0)),
+        ("K1", "old", 1, None, ts(DAY_A, 1)),  # last in extract order
+        ("K2", "only", 1, None, ts(DAY_A, 2)),
+    ]
+    db.create_source(rows)
+    env = db_env(tmp_path, db)
+    run_pipeline(env, tmp_path, DAY_A, "r1")
+    expected = digest([("K1", "new", 2, None), ("K2", "only", 1, None)])
+    assert snapshot(db) == expected
+    run_pipeline(env, tmp_path, DAY_A, "r1", ["load_staging"])  # "Clear" on load_staging alone
+    proc = etlctl_run_stage("ds", "load_target", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert "was reloaded" in lines[0] and "dedupe did not run on it" in lines[0]
+    assert snapshot(db) == expected
+    run_pipeline(env, tmp_path, DAY_A, "r1", ["dedupe", "load_target"])
+    assert snapshot(db) == expected
+
+
+# -- (h) strict config -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("schedule:", 'enabled: "yes"\nschedule:', "enabled"),
+        ("schedule:", "enabled: 1\nschedule:", "enabled"),
+        ("chunk_rows: 1000}}\nstaging", 'chunk_rows: "1000"}}\nstaging', "source.chunk_rows"),
+        ("type: integer", "type: integr", "columns[2].type"),
+        ("key: [id]", "key: [idx]", "dedupe.key"),
+    ],
+)
+def test_a_loose_config_value_is_refused_naming_its_field(
+    old: str, new: str, field: str, db: Db, tmp_path: Path
+) -> None:
+    db.create_source([("K1", "a", 1, None, ts(DAY_A, 0))])
+    env = db_env(tmp_path, db)
+    run_pipeline(env, tmp_path, DAY_A, "r1")
+    before = snapshot(db)
+    path = edit_entity(env, old.replace("}}", "}"), new.replace("}}", "}"))
+    check = etlctl(env, "validate")
+    assert check.returncode != 0 and f"{path}: {field}" in check.stderr, check.stderr
+    for stage in STAGES:
+        proc = etlctl_run_stage("ds", stage, tmp_path / "store", run_id="r2", start=DAY_A, end=DAY_B, env=env)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and len(lines) == 1 and f"{path}: {field}" in lines[0], proc.stderr
+    assert snapshot(db) == before
+
+
+# -- later sections: fencing ---------------------------------------------------------------------------
