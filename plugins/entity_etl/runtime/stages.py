@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime import chunks, csv_codec, failpoints, target_table, translation_cache
+from entity_etl.runtime import chunks, csv_codec, failpoints, fencing, target_table, translation_cache
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
 from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
@@ -88,6 +88,10 @@ class RunContext:
     partition: int | None = None
     #: Raises once the entity lease is lost (set by :func:`run_stage`); called before each checkpoint.
     lease_guard: Callable[[], None] | None = None
+    #: The lease epoch the submitting task saw (``ETL_LEASE_EPOCH``); None: whatever this run holds.
+    lease_epoch: int | None = None
+    #: This run's fencing token (set by :func:`run_stage`); ``fencing.check`` before each commit.
+    fence: fencing.Fence | None = None
 
     @property
     def entity(self) -> str:
@@ -511,6 +515,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
         staging = db.table(config.staging.table)
         row = db.quote(ROW_ID)
         keep_upto = int(checkpoints.last.data["max_row"]) if checkpoints.last else 0
+        fencing.check(ctx.fence, db)  # before the TRUNCATE, which commits by itself in MySQL
         if keep_upto == 0 and db.dialect == "mysql":
             db.execute(f"TRUNCATE TABLE {staging}")  # a fresh load; DDL, instant at any size
         else:
@@ -542,6 +547,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
                     )
                 max_row = int(db.query(f"SELECT MAX({row}) FROM {staging}")[0][0] or 0)
                 failpoints.hit("load_staging.part_loaded")  # loaded, not yet committed
+                fencing.check(ctx.fence, db)
                 db.commit()
             except BaseException:
                 db.rollback()
@@ -728,6 +734,7 @@ def dedupe(ctx: RunContext) -> dict[str, Any]:
         before = _count(db, config.staging.table)
         removed = db.execute(dedupe_sql(db, config))
         failpoints.hit("dedupe.deleted")  # deleted, not yet committed
+        fencing.check(ctx.fence, db)
         db.commit()
         after = _count(db, config.staging.table)
     return {
@@ -821,6 +828,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
                     )[0][0]
                 )
                 failpoints.hit("load_target.chunk_written")  # upserted, not yet committed
+                fencing.check(ctx.fence, db)
                 db.commit()
                 failpoints.hit("load_target.chunk_committed")
                 checkpoints.record(chunks.chunk_id(index), {"start": start, "end": end, "written": n, "kept": n_kept})
@@ -852,11 +860,17 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
 }
 
 
+#: The stages that write to the target database, so raise its fence first (see ``fencing``).
+FENCED_STAGES = ("cleanup", "load_staging", "translate", "dedupe", "load_target")
+
+
 def _lease(ctx: RunContext) -> contextlib.AbstractContextManager[object]:
     if ctx.lease_store is None:
         return contextlib.nullcontext()
     if ctx.lease_owner:
-        return LeaseKeeper(ctx.lease_store, ctx.entity, ctx.lease_owner, owner_holds_already=True)
+        return LeaseKeeper(
+            ctx.lease_store, ctx.entity, ctx.lease_owner, owner_holds_already=True, expected_epoch=ctx.lease_epoch
+        )
     owner = f"etlctl:{ctx.run_id}@{socket.gethostname()}:{os.getpid()}"
     return LeaseKeeper(ctx.lease_store, ctx.entity, owner)
 
@@ -873,11 +887,13 @@ def run_stage(ctx: RunContext, stage: str) -> StageStats:
     try:
         with _lease(ctx) as keeper:
             ctx.lease_guard = keeper.check if isinstance(keeper, LeaseKeeper) else None
+            if isinstance(keeper, LeaseKeeper) and stage in FENCED_STAGES:
+                ctx.fence = fencing.Fence(ctx.entity, keeper.epoch, keeper.owner, keeper.check)
             return _run_recorded(ctx, stage)
     except (LeaseHeldError, LeaseLostError) as exc:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
     finally:
-        ctx.lease_guard = None
+        ctx.lease_guard = ctx.fence = None
 
 
 def record_name(ctx: RunContext, stage: str) -> str:
@@ -982,6 +998,9 @@ def _finish(
 
 def _execute(ctx: RunContext, stage: str, name: str, started: dt.datetime, t0: float) -> StageStats:
     try:
+        if ctx.fence is not None:
+            with ctx.connect(ctx.config.target.conn_id) as db:
+                fencing.advance(db, ctx.fence)
         result = STAGE_FUNCTIONS[stage](ctx)
     except (StageError, LeaseLostError):
         raise
