@@ -1,8 +1,9 @@
 """The entity lease: at most one live run per entity, across backfills, environments and hand-run jobs.
 
 ``max_active_runs=1`` only covers one DAG's scheduled runs. The lease is a row per entity with an
-owner and an expiry, taken with a conditional write (DynamoDB ``attribute_not_exists OR expired OR
-mine``; a ``BEGIN IMMEDIATE`` transaction on SQLite). A holder that dies stops renewing, its lease
+owner and an expiry, taken with a conditional write (DynamoDB: a consistent read, then an
+``UpdateItem`` on the condition that the row is still as read, when it was free, expired or mine; a
+``BEGIN IMMEDIATE`` transaction on SQLite). A holder that dies stops renewing, its lease
 expires, and the next run takes it over — the entity is never blocked for ever.
 
 Each acquire by a new owner advances the row's ``epoch`` (a fencing token, see ``fencing``): to
