@@ -573,6 +573,20 @@ def test_the_lease_is_renewed_while_the_task_waits_for_its_job(
     assert holder.expires_at > started + 2  # renewed during the wait, not left to expire after 0.9 s
 
 
+def test_the_job_gets_the_lease_epoch_of_its_run(
+    recording_moto: MotoServer, batch_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = fresh(recording_moto, monkeypatch)
+    create_batch_infra(server.endpoint)
+    lease = open_lease_store().acquire("de", f"etl_de/{RUN_ID}", ttl_s=600)  # as acquire_lease did
+    de_operator("extract").execute(task_context())
+    (request,) = received_requests(server, "/v1/submitjob")
+    environment = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    # The job's fencing token: its stage refuses to run if the lease has another epoch by then.
+    assert environment["ETL_LEASE_EPOCH"] == str(lease.epoch)
+    assert environment["ETL_LEASE_OWNER"] == f"etl_de/{RUN_ID}"
+
+
 def test_failed_job_fails_the_task_and_names_the_job(
     failing_moto: MotoServer, batch_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

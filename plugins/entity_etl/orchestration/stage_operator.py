@@ -149,26 +149,31 @@ class EntityStageOperator(BaseOperator):
         from entity_etl.orchestration.batch_stage_job import execute_inside_task
 
         self.job_name = batch_job_name(self.entity, self.stage, run_id)
-        self.container_overrides = container_overrides(
-            self.compute,
-            stage_command(self.entity, self.stage, run_id, start, end),
-            run_env={"ETL_LEASE_OWNER": self._lease_owner, "ETL_ATTEMPT": str(self._attempt or "")},
-        )
         self.job_id = None
-        job = self._new_batch_job()
-        try:  # raises TaskDeferred (a BaseException) when it defers; returns once the job succeeded
-            with self._lease_kept_alive():
+        with self._lease_kept_alive() as epoch:
+            self.container_overrides = container_overrides(
+                self.compute,
+                stage_command(self.entity, self.stage, run_id, start, end),
+                run_env={
+                    "ETL_LEASE_OWNER": self._lease_owner,
+                    "ETL_LEASE_EPOCH": "" if epoch is None else str(epoch),
+                    "ETL_ATTEMPT": str(self._attempt or ""),
+                },
+            )
+            job = self._new_batch_job()
+            try:  # raises TaskDeferred (a BaseException) when it defers; returns once the job succeeded
                 execute_inside_task(job, context)
-        except Exception as exc:
-            raise self._batch_failure(exc, run_id, job.job_id) from exc
-        finally:
-            self.job_id = job.job_id
+            except Exception as exc:
+                raise self._batch_failure(exc, run_id, job.job_id) from exc
+            finally:
+                self.job_id = job.job_id
         return self._batch_stats(run_id, start, end)
 
     @contextlib.contextmanager
-    def _lease_kept_alive(self) -> Iterator[None]:
+    def _lease_kept_alive(self) -> Iterator[int | None]:
         """Renew this run's entity lease while the task waits for its Batch job (which may sit in the
-        queue for longer than the lease lives); the container renews it too once it runs.
+        queue for longer than the lease lives); the container renews it too once it runs. Yields the
+        lease's epoch, which the job gets as ``ETL_LEASE_EPOCH`` (its fencing token must be that one).
 
         Best effort: if this run does not hold the lease, the container's own check fails the stage,
         naming the holder. A deferred task waits in the triggerer, where nothing renews it.
@@ -176,14 +181,16 @@ class EntityStageOperator(BaseOperator):
         from entity_etl.runtime.lease import LeaseKeeper, LeaseLostError, open_lease_store
 
         with contextlib.ExitStack() as stack:
+            epoch = None
             if self._lease_owner:
                 try:
-                    stack.enter_context(
+                    keeper = stack.enter_context(
                         LeaseKeeper(open_lease_store(), self.entity, self._lease_owner, owner_holds_already=True)
                     )
+                    epoch = keeper.epoch
                 except (LeaseLostError, OSError, RuntimeError) as exc:
                     self.log.warning("the entity lease is not renewed while the job waits: %s", exc)
-            yield
+            yield epoch
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         run_id = str(context["run_id"])

@@ -9,7 +9,7 @@ from pathlib import Path
 from entity_etl.config.loader import default_paths, find_entity
 from entity_etl.runtime import remote_include, settings
 from entity_etl.runtime.connections import ConnectionResolver, resolve_connection
-from entity_etl.runtime.lease import open_lease_store
+from entity_etl.runtime.lease import default_ttl_s, open_lease_store
 from entity_etl.runtime.metrics import open_metrics
 from entity_etl.runtime.object_store import open_object_store
 from entity_etl.runtime.run_store import open_run_store
@@ -46,6 +46,10 @@ def build_context(
         entities_dir, sql_dir = remote_include.fetch_entity_files(
             os.environ[remote_include.ENV], entity, settings.scratch_dir()
         )
+    # The numeric settings first, each one clear line if it is bad, before anything is opened.
+    default_ttl_s()
+    attempt = attempt if attempt is not None else _int_env("ETL_ATTEMPT", low=1)
+    lease_epoch = _int_env("ETL_LEASE_EPOCH", low=0)
     default_entities, default_sql = default_paths()
     config = find_entity(entity, entities_dir or default_entities, sql_dir or default_sql)
     start, end = parse_timestamp(interval_start), parse_timestamp(interval_end)
@@ -65,16 +69,12 @@ def build_context(
         lease_store=open_lease_store(),
         lease_owner=lease_owner if lease_owner is not None else (os.environ.get("ETL_LEASE_OWNER") or None),
         metrics=open_metrics(),
-        attempt=attempt if attempt is not None else _int_env("ETL_ATTEMPT"),
+        attempt=attempt,
+        lease_epoch=lease_epoch,
         batch_job_id=os.environ.get("AWS_BATCH_JOB_ID", ""),
     )
 
 
-def _int_env(name: str) -> int | None:
-    value = os.environ.get(name)
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not an integer") from None
+def _int_env(name: str, *, low: int) -> int | None:
+    value = settings.env_number(name, None, low=low, integer=True)
+    return None if value is None else int(value)

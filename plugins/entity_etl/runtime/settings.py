@@ -9,12 +9,42 @@
 | ETL_INCLUDE_DIR         | folder holding ``entities/`` and ``sql/``            | :func:`include_dir`          |
 | ETL_INCLUDE_URL         | fetch the entity's files from there per run (Batch)  | unset: ``ETL_INCLUDE_DIR``   |
 | ETL_SCRATCH_DIR         | local temporary files                                 | the system temp dir          |
+
+Numeric settings (``ETL_LEASE_TTL_S``, ``ETL_ATTEMPT``, ``ETL_LEASE_EPOCH``) go through :func:`env_number`:
+text, ``nan``, ``inf`` or a value out of range is one :class:`ValueError` line naming the variable.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+
+
+def env_number(
+    name: str,
+    default: float | None,
+    *,
+    low: float,
+    high: float = math.inf,
+    integer: bool = False,
+    unit: str = "",
+) -> float | None:
+    """``$name`` as a finite number in ``[low, high]`` (an integer with ``integer``); ``default`` when unset
+    or empty. Anything else is a :class:`ValueError` that names the variable and the accepted range."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    kind = ("an integer" if integer else "a number") + (f" of {unit}" if unit else "")
+    span = f"at least {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
+    try:
+        value: float = int(text) if integer else float(text)
+        ok = math.isfinite(value) and low <= value <= high
+    except (ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}={text!r}: must be {kind} {span}")
+    return value
 
 
 def object_store_url() -> str:

@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime import chunks, csv_codec, failpoints, staging_ledger, target_table, translation_cache
+from entity_etl.runtime import (
+    chunks,
+    csv_codec,
+    failpoints,
+    fencing,
+    staging_ledger,
+    target_table,
+    translation_cache,
+)
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionNotFoundError, ConnectionResolver
 from entity_etl.runtime.databases import Database, DatabaseError, SqliteDatabase, open_database
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
@@ -88,6 +96,10 @@ class RunContext:
     partition: int | None = None
     #: Raises once the entity lease is lost (set by :func:`run_stage`); called before each checkpoint.
     lease_guard: Callable[[], None] | None = None
+    #: The lease epoch the submitting task saw (``ETL_LEASE_EPOCH``); None: whatever this run holds.
+    lease_epoch: int | None = None
+    #: This run's fencing token (set by :func:`run_stage`); ``fencing.check`` before each commit.
+    fence: fencing.Fence | None = None
 
     @property
     def entity(self) -> str:
@@ -512,6 +524,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
         staging = db.table(config.staging.table)
         row = db.quote(ROW_ID)
         keep_upto = int(checkpoints.last.data["max_row"]) if checkpoints.last else 0
+        fencing.check(ctx.fence, db)  # before the TRUNCATE, which commits by itself in MySQL
         if keep_upto == 0 and db.dialect == "mysql":
             db.execute(f"TRUNCATE TABLE {staging}")  # a fresh load; DDL, instant at any size
         else:
@@ -543,6 +556,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
                     )
                 max_row = int(db.query(f"SELECT MAX({row}) FROM {staging}")[0][0] or 0)
                 failpoints.hit("load_staging.part_loaded")  # loaded, not yet committed
+                fencing.check(ctx.fence, db)
                 db.commit()
             except BaseException:
                 db.rollback()
@@ -552,6 +566,7 @@ def load_staging(ctx: RunContext) -> dict[str, Any]:
             checkpoints.record(chunk, {"key": part["key"], "rows": n, "max_row": max_row})
             loaded += n
         staging_ledger.mark(db, config, "loaded_seq", load_seq)
+        fencing.check(ctx.fence, db)
         db.commit()
     return {
         "rows_in": manifest["rows"],
@@ -612,6 +627,7 @@ def _translate(ctx: RunContext, db: Database, load_seq: int, load_id: str | None
         _cache_column(ctx, db, translator, column, counts)
     updated = _apply_translations(db, config, hash_fn)
     staging_ledger.mark(db, config, "translated_seq", load_seq)
+    fencing.check(ctx.fence, db)
     db.commit()
     return {
         "rows_in": rows_in,
@@ -765,6 +781,7 @@ def dedupe(ctx: RunContext) -> dict[str, Any]:
         removed = db.execute(dedupe_sql(db, config))
         failpoints.hit("dedupe.deleted")  # deleted, not yet committed
         staging_ledger.mark(db, config, "deduped_seq", owner.load_seq)
+        fencing.check(ctx.fence, db)
         db.commit()
         after = _count(db, config.staging.table)
     return {
@@ -882,6 +899,7 @@ def load_target(ctx: RunContext) -> dict[str, Any]:
                     )[0][0]
                 )
                 failpoints.hit("load_target.chunk_written")  # upserted, not yet committed
+                fencing.check(ctx.fence, db)
                 db.commit()
                 failpoints.hit("load_target.chunk_committed")
                 checkpoints.record(chunks.chunk_id(index), {"start": start, "end": end, "written": n, "kept": n_kept})
@@ -913,11 +931,17 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
 }
 
 
+#: The stages that write to the target database, so raise its fence first (see ``fencing``).
+FENCED_STAGES = ("cleanup", "load_staging", "translate", "dedupe", "load_target")
+
+
 def _lease(ctx: RunContext) -> contextlib.AbstractContextManager[object]:
     if ctx.lease_store is None:
         return contextlib.nullcontext()
     if ctx.lease_owner:
-        return LeaseKeeper(ctx.lease_store, ctx.entity, ctx.lease_owner, owner_holds_already=True)
+        return LeaseKeeper(
+            ctx.lease_store, ctx.entity, ctx.lease_owner, owner_holds_already=True, expected_epoch=ctx.lease_epoch
+        )
     owner = f"etlctl:{ctx.run_id}@{socket.gethostname()}:{os.getpid()}"
     return LeaseKeeper(ctx.lease_store, ctx.entity, owner)
 
@@ -934,11 +958,13 @@ def run_stage(ctx: RunContext, stage: str) -> StageStats:
     try:
         with _lease(ctx) as keeper:
             ctx.lease_guard = keeper.check if isinstance(keeper, LeaseKeeper) else None
+            if isinstance(keeper, LeaseKeeper) and stage in FENCED_STAGES:
+                ctx.fence = fencing.Fence(ctx.entity, keeper.epoch, keeper.owner, keeper.check)
             return _run_recorded(ctx, stage)
     except (LeaseHeldError, LeaseLostError) as exc:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
     finally:
-        ctx.lease_guard = None
+        ctx.lease_guard = ctx.fence = None
 
 
 def record_name(ctx: RunContext, stage: str) -> str:
@@ -1043,6 +1069,9 @@ def _finish(
 
 def _execute(ctx: RunContext, stage: str, name: str, started: dt.datetime, t0: float) -> StageStats:
     try:
+        if ctx.fence is not None:
+            with ctx.connect(ctx.config.target.conn_id) as db:
+                fencing.advance(db, ctx.fence)
         result = STAGE_FUNCTIONS[stage](ctx)
     except (StageError, LeaseLostError):
         raise
