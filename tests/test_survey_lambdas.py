@@ -55,7 +55,8 @@ CUSTOMER = "+441632960123"
 CUSTOMER_MASKED = "+44*******123"
 OTHER_CUSTOMER = "+15555550187"
 # Every full number a test puts into an event: none may appear in any log line.
-PHONE_NUMBERS = (CUSTOMER, OTHER_CUSTOMER, "+447700900456", "+33639980012", "+12025550143")
+ARABIC_DIGITS_NUMBER = "+4\u0664\u0661632960123"  # "+4٤١632960123": Arabic-Indic digits, not E.164
+PHONE_NUMBERS = (CUSTOMER, OTHER_CUSTOMER, "+447700900456", "+33639980012", "+12025550143", ARABIC_DIGITS_NUMBER)
 
 
 def table_specs() -> dict[str, dict[str, Any]]:
@@ -64,6 +65,7 @@ def table_specs() -> dict[str, dict[str, Any]]:
 
 TABLES = {spec["TableName"] for spec in table_specs().values() if "KeySchema" in spec}
 CUSTOMER_TABLE, RESPONSES_TABLE, MARKER_TABLE = "SurveyCustomerInfo", "SurveyResponses", "SurveyCallbackMarkers"
+DEAD_LETTER_QUEUE = "survey-ctr-dead-letters"
 
 
 @dataclass
@@ -88,7 +90,9 @@ def survey(aws: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, spec in table_specs().items():
         if name.endswith(".ttl.json"):
             dynamodb.update_time_to_live(**spec)
+    queue_url = boto3.client("sqs").create_queue(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
     for name, value in {
+        "CTR_DLQ_URL": queue_url,
         "CONNECT_INSTANCE_ID": INSTANCE_ID,
         "SURVEY_CONTACT_FLOW_ID": FLOW_ID,
         "SURVEY_SOURCE_PHONE_NUMBER": SOURCE_NUMBER,
@@ -220,6 +224,22 @@ def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     for number in PHONE_NUMBERS:
         assert number not in out and number[1:] not in out, f"a full phone number reached the logs: {number}"
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def dead_letters() -> list[dict[str, Any]]:
+    """Every message on the CTR dead-letter queue (moto SQS), bodies decoded, with the ``reason`` attribute."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
+    found = []
+    while messages := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+    ).get("Messages"):
+        for message in messages:
+            body = message["Body"]
+            for number in PHONE_NUMBERS:
+                assert number not in body and number[1:] not in body, "a full phone number in a dead letter"
+            found.append({**json.loads(body), "_reason": message["MessageAttributes"]["reason"]["StringValue"]})
+    return found
 
 
 def markers() -> list[dict[str, Any]]:
@@ -374,7 +394,7 @@ def test_an_agentless_call_can_be_surveyed_when_configured(connect: Stubber, mon
     connect.assert_no_pending_responses()
 
 
-# -- bad records: reported, named, and the rest of the batch still processed -------------------------
+# -- bad records: logged, dead-lettered, and the rest of the batch still processed --------------------
 def _garble(event: dict[str, Any], index: int) -> None:
     event["Records"][index]["kinesis"]["data"] = "bm90IGJhc2U2NA==!!not*base64"
 
@@ -393,7 +413,7 @@ def _garble(event: dict[str, Any], index: int) -> None:
         ("arabic digits", "invalid_phone_number", True),
     ],
 )
-def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
+def test_a_bad_record_is_dead_lettered_and_named_and_the_others_are_processed(
     connect: Stubber, capsys: pytest.CaptureFixture[str], bad: Any, reason: str, names_contact: bool
 ) -> None:
     before, after = fresh_ctr(), fresh_ctr(CustomerEndpoint={"Address": OTHER_CUSTOMER, "Type": "TELEPHONE_NUMBER"})
@@ -409,7 +429,7 @@ def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
     elif bad == "anonymous":
         broken = fresh_ctr(CustomerEndpoint={"Address": "anonymous", "Type": "TELEPHONE_NUMBER"})
     elif bad == "arabic digits":
-        broken = fresh_ctr(CustomerEndpoint={"Address": "+4\u0664\u0661632960123", "Type": "TELEPHONE_NUMBER"})
+        broken = fresh_ctr(CustomerEndpoint={"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"})
     elif bad == "not base64":
         broken = fresh_ctr()  # garbled in the event below: Kinesis itself always carries bytes
     expect_call(connect, before, "survey-1")
@@ -421,18 +441,71 @@ def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
 
     response = process_ctr_stream.handler(event, LambdaContext())
 
-    assert failures(response) == [bad_sequence]
-    connect.assert_no_pending_responses()  # both good customers called, in order
-    (error,) = [line for line in log_lines(capsys) if line["level"] == "ERROR"]
+    assert failures(response) == []  # a record that can never succeed does not hold the shard back
+    connect.assert_no_pending_responses()  # both good customers called, in order; none for the bad one
+    lines = log_lines(capsys)
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
     assert error["sequence_number"] == bad_sequence and bad_sequence in error["message"]
     assert error["reason"] == reason
     if names_contact:
         assert error["contact_id"] == broken["ContactId"] and broken["ContactId"] in error["message"]
+    (letter,) = dead_letters()
+    record = event["Records"][1]
+    assert letter["sequence_number"] == bad_sequence and letter["reason"] == letter["_reason"] == reason
+    assert letter["shard_id"] == record["eventID"].split(":")[0] == "shardId-000000000000"
+    assert letter["partition_key"] == record["kinesis"]["partitionKey"]
+    assert letter["event_source_arn"] == record["eventSourceArn"]
+    assert letter["detail"] == error["message"].split(": ", 1)[1]
+    assert letter["contact_id"] == (broken["ContactId"] if names_contact else None)
+    assert "data" not in letter  # the CTR (the customer's full number) stays in the stream
+    (summary,) = [line for line in lines if line["message"].startswith("processed 3 CTR")]
+    assert summary["outcomes"] == {"called": 2, "dead_lettered": 1} and summary["failed"] == 0
 
 
-def test_a_batch_of_only_bad_records_reports_each_one(connect: Stubber) -> None:
+def test_a_batch_of_only_bad_records_dead_letters_each_one(connect: Stubber) -> None:
     event = kinesis_event(b"not json", b"{}", b"42")
-    assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)
+    assert failures(process_ctr_stream.handler(event, LambdaContext())) == []
+    letters = sorted(dead_letters(), key=lambda letter: int(letter["sequence_number"]))
+    assert [(letter["sequence_number"], letter["reason"]) for letter in letters] == list(
+        zip(sequence_numbers(event), ["not_json", "missing_contact_id", "not_a_ctr"], strict=True)
+    )
+
+
+def test_a_bad_record_the_dead_letter_queue_refuses_is_retried_not_lost(
+    connect: Stubber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = fresh_ctr()
+    expect_call(connect, good, "survey-1")
+    event = kinesis_event(b"not json", good)
+    real_url = boto3.client("sqs").get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
+    monkeypatch.setenv("CTR_DLQ_URL", real_url.rsplit("/", 1)[0] + "/no-such-queue")
+
+    assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)[:1]
+    connect.assert_no_pending_responses()  # the good record is still processed
+    errors = [line for line in log_lines(capsys) if line["level"] == "ERROR"]
+    assert [line["reason"] for line in errors] == ["not_json", "not_json"]
+    assert "could NOT be sent to the dead-letter queue" in errors[1]["message"]
+    assert errors[1]["error_code"] in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+    monkeypatch.setenv("CTR_DLQ_URL", real_url)  # the retry: the queue takes it
+    retry = {"Records": event["Records"][:1]}
+    assert failures(process_ctr_stream.handler(retry, LambdaContext())) == []
+    assert [letter["reason"] for letter in dead_letters()] == ["not_json"]
+
+
+def test_transient_and_permanent_failures_in_one_batch(connect: Stubber) -> None:
+    """Throttling beyond the retries is a batch item failure (retried); a bad number is dead-lettered."""
+    throttled, bad = fresh_ctr(), fresh_ctr(CustomerEndpoint={"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"})
+    for _ in range(3):  # CONNECT_MAX_ATTEMPTS
+        expect_call(connect, throttled, error="ThrottlingException")
+    event = kinesis_event(throttled, bad)
+
+    assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)[:1]
+    connect.assert_no_pending_responses()  # no call to the Arabic-Indic number, ever
+    assert [(letter["sequence_number"], letter["reason"]) for letter in dead_letters()] == [
+        (sequence_numbers(event)[1], "invalid_phone_number")
+    ]
+    assert markers() == []  # the throttled call's marker was released for the retry
 
 
 def test_an_empty_batch_is_a_no_op(connect: Stubber) -> None:
