@@ -29,9 +29,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
-from lambdas.survey import clients, outbound_call, process_ctr_stream, responses
+from lambdas.survey import clients, item_size, outbound_call, process_ctr_stream, responses, survey_data
 from lambdas.survey import retrieve_customer_name as name_lookup
 from lambdas.survey import update_survey_result as survey_result
 from lambdas.survey.phone import mask_phone, mask_phones_in_text
@@ -639,6 +640,7 @@ def test_backoff_is_bounded_and_jittered() -> None:
             "SURVEY_CONTACT_FLOW_ID": FLOW_ID,
             "SURVEY_SOURCE_PHONE_NUMBER": SOURCE_NUMBER,
             "CALLBACK_MARKER_TABLE": MARKER_TABLE,
+            "CTR_DLQ_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{DEAD_LETTER_QUEUE}",
         }
     )
     assert [outbound_call.backoff_s(n, settings, rand=lambda: 0.0) for n in range(1, 7)] == [
@@ -653,7 +655,9 @@ def test_backoff_is_bounded_and_jittered() -> None:
 
 
 # -- configuration ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("variable", ["CONNECT_INSTANCE_ID", "SURVEY_CONTACT_FLOW_ID", "CALLBACK_MARKER_TABLE"])
+@pytest.mark.parametrize(
+    "variable", ["CONNECT_INSTANCE_ID", "SURVEY_CONTACT_FLOW_ID", "CALLBACK_MARKER_TABLE", "CTR_DLQ_URL"]
+)
 def test_a_missing_variable_fails_the_invocation_naming_it(
     connect: Stubber, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
@@ -670,6 +674,7 @@ def test_a_missing_variable_fails_the_invocation_naming_it(
         ({"CONNECT_MAX_ATTEMPTS": "many"}, "CONNECT_MAX_ATTEMPTS='many' is not a number"),
         ({"SURVEY_MAX_CALLBACK_DELAY_S": "999999999"}, "less than CALLBACK_MARKER_TTL_S"),
         ({"SURVEY_REQUIRE_AGENT": "maybe"}, "SURVEY_REQUIRE_AGENT='maybe' must be true or false"),
+        ({"CTR_DLQ_URL": "survey-ctr-dead-letters"}, "CTR_DLQ_URL='survey-ctr-dead-letters' is not an SQS queue URL"),
     ],
 )
 def test_malformed_settings_are_explained(
@@ -719,7 +724,7 @@ def test_no_full_phone_number_reaches_any_log_line(
     flow = sample("contact-flow-update-survey-result.json")
     survey_result.handler(flow)
     survey_result.handler(flow)
-    flow["Details"]["Parameters"]["NPS_Rating"] = "9"
+    flow["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = "9"
     survey_result.handler(flow)
     name_lookup.handler(sample("contact-flow-retrieve-customer-name.json"))
     monkeypatch.setenv("SURVEY_RESPONSES_TABLE", "NoSuchTable")
@@ -823,6 +828,35 @@ def test_a_rating_is_stored_once_however_often_connect_invokes(
     assert all(line["phone"] == CUSTOMER_MASKED for line in lines)
 
 
+def test_a_repeated_invocation_answers_with_the_stored_rating_not_the_new_one(
+    survey: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = sample("contact-flow-update-survey-result.json")  # rating 4
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert flow_answer(survey_result.handler(copy.deepcopy(first)))["duplicate"] == "false"
+    again = copy.deepcopy(first)
+    again["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = "1"  # the caller keyed again
+
+    answer = flow_answer(survey_result.handler(again))
+
+    assert answer == {"result": "OK", "rating": "4", "survey_date": today, "duplicate": "true"}
+    (item,) = scan(RESPONSES_TABLE)
+    assert item["Rating"] == {"N": "4"}
+    assert [entry["NPS_Rating"] for entry in customer_item()["SurveyData"]] == [4]
+    repeat = log_lines(capsys)[-1]
+    assert (repeat["reason"], repeat["rating"], repeat["ignored_rating"]) == ("duplicate", 4, 1)
+
+
+def test_the_answer_to_a_repeat_is_the_stored_item(survey: None) -> None:
+    """The stored rating and date come from the table, not from this invocation."""
+    contact = "e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a5b"
+    put_answer(contact, "2026-11-20", "2026-11-20T09:00:00.000Z", 2)
+    answer = flow_answer(survey_result.handler(sample("contact-flow-update-survey-result.json")))  # rating 4
+    assert answer == {"result": "OK", "rating": "2", "survey_date": "2026-11-20", "duplicate": "true"}
+    (item,) = scan(RESPONSES_TABLE)
+    assert (item["Rating"], item["SurveyDate"]) == ({"N": "2"}, {"S": "2026-11-20"})
+
+
 def test_an_existing_customer_keeps_name_and_history(survey: None) -> None:
     """An item written by the original code: a name, and SurveyData without the ContactIDs set."""
     table = boto3.resource("dynamodb").Table(CUSTOMER_TABLE)
@@ -833,7 +867,7 @@ def test_an_existing_customer_keeps_name_and_history(survey: None) -> None:
         assert flow_answer(survey_result.handler(sample("contact-flow-update-survey-result.json")))["result"] == "OK"
     second = sample("contact-flow-update-survey-result.json")
     second["Details"]["ContactData"]["ContactId"] = "f9e8d7c6-b5a4-4392-8170-6f5e4d3c2b1a"
-    second["Details"]["Parameters"]["NPS_Rating"] = "2"
+    second["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = "2"
     assert flow_answer(survey_result.handler(second))["duplicate"] == "false"
 
     info = customer_item()
@@ -862,6 +896,151 @@ def test_a_contact_already_in_survey_data_still_gets_its_response_item(survey: N
     assert len(customer_item()["SurveyData"]) == 1
 
 
+# -- SurveyData stays well below DynamoDB's 400 KB item limit ------------------------------------------
+def legacy_entries(count: int, comment: str = "") -> list[dict[str, Any]]:
+    """``SurveyData`` as the original (unbounded) code left it after ``count`` surveys, oldest first."""
+    entries = []
+    for i in range(count):
+        entry: dict[str, Any] = {"ContactID": {"S": f"{i:08d}-0000-4000-8000-000000000000"}}
+        entry.update(Date={"S": "2026-01-01"}, NPS_Rating={"N": str(1 + i % 5)})
+        if comment:
+            entry["Comment"] = {"S": comment}
+        entries.append({"M": entry})
+    return entries
+
+
+def moto_size(value: Any) -> int:
+    """What moto counts for an item (its own rule; it refuses items over 405,000 bytes)."""
+    kind, inner = next(iter(value.items())) if isinstance(value, dict) and len(value) == 1 else ("item", value)
+    if kind == "item":
+        return sum(len(name.encode()) + moto_size(v) for name, v in inner.items())
+    if kind == "L":
+        return sum(moto_size(v) for v in inner)
+    if kind == "M":
+        return sum(len(k.encode()) + moto_size(v) for k, v in inner.items())
+    if kind == "SS":
+        return sum(len(v.encode()) for v in inner)
+    return len(str(inner).encode())
+
+
+def rating_event(contact_id: str, rating: int, phone: str = CUSTOMER) -> dict[str, Any]:
+    event = sample("contact-flow-update-survey-result.json")
+    event["Details"]["ContactData"]["ContactId"] = contact_id
+    event["Details"]["ContactData"]["CustomerEndpoint"]["Address"] = phone
+    event["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = str(rating)
+    return event
+
+
+def raw_customer_item(phone: str = CUSTOMER) -> dict[str, Any]:
+    item: dict[str, Any] = boto3.client("dynamodb").get_item(
+        TableName=CUSTOMER_TABLE, Key={"PhoneNumber": {"S": phone}}, ConsistentRead=True
+    )["Item"]
+    return item
+
+
+def test_survey_data_is_bounded_where_an_unbounded_list_would_pass_the_item_limit(survey: None) -> None:
+    """A number the original code had appended surveys for until its item was just under 400 KB,
+    then 10 more answers through the handler: unbounded, the item would pass the limit and the
+    number could store nothing more. Every answer is stored, and the list is bounded.
+
+    The sizes are DynamoDB's (``item_size``: its documented rules, exact for these entries). moto
+    enforces a limit too, on a smaller count of its own (checked below on a copy of the item), and
+    counts an attribute's old value with its new one while replacing it; so its refusal cannot stand
+    in for DynamoDB's at exactly 400 KB."""
+    client = boto3.client("dynamodb")
+    # moto takes seconds for an item this size (DynamoDB milliseconds): the handler's own client, with
+    # a read timeout moto can meet.
+    clients._clients["dynamodb"] = boto3.client(
+        "dynamodb", config=clients.DYNAMODB_CONFIG.merge(Config(read_timeout=120))
+    )
+    base = {"PhoneNumber": {"S": CUSTOMER}, "CustomerName": {"S": "Jane Doe"}, "SurveyData": {"L": []}}
+    entry_bytes = 1 + item_size.value_size(legacy_entries(1)[0])
+    count = (item_size.ITEM_LIMIT_BYTES - item_size.item_size(base)) // entry_bytes - 3
+    history = legacy_entries(count)
+    seeded = {**base, "SurveyData": {"L": history}}
+    client.put_item(TableName=CUSTOMER_TABLE, Item=seeded)
+    new = [(str(uuid.uuid4()), 1 + i % 5) for i in range(10)]
+
+    for contact_id, rating in new:
+        answer = flow_answer(survey_result.handler(rating_event(contact_id, rating)))
+        assert (answer["result"], answer["rating"], answer["duplicate"]) == ("OK", str(rating), "false")
+
+    new_entries = [
+        {"M": {"ContactID": {"S": c}, "Date": {"S": answer["survey_date"]}, "NPS_Rating": {"N": str(r)}}}
+        for c, r in new
+    ]
+    unbounded = {**seeded, "SurveyData": {"L": history + new_entries}}
+    assert item_size.item_size(seeded) <= item_size.ITEM_LIMIT_BYTES < item_size.item_size(unbounded)
+    assert {item["ContactId"]["S"] for item in scan(RESPONSES_TABLE)} == {c for c, _ in new}  # every answer
+    item = raw_customer_item()
+    kept = item["SurveyData"]["L"]
+    assert len(kept) == survey_data.MAX_ENTRIES
+    assert kept[-10:] == new_entries  # the newest, in answer order
+    assert kept[:-10] == history[-(survey_data.MAX_ENTRIES - 10) :]  # then the most recent of the old ones
+    assert set(item["ContactIDs"]["SS"]) == {c for c, _ in new}
+    assert item["CustomerName"] == {"S": "Jane Doe"} and item["SurveyDataVersion"] == {"N": "10"}
+    assert moto_size(item) <= item_size.item_size(item) <= survey_data.ITEM_BUDGET_BYTES < 400 * 1024
+
+    # moto does enforce an item limit (405,000 bytes of its count): the original append, carried on, is refused.
+    client.put_item(TableName=CUSTOMER_TABLE, Item={**seeded, "PhoneNumber": {"S": OTHER_CUSTOMER}})
+    more = legacy_entries((405_000 - moto_size(seeded)) // moto_size(legacy_entries(1)[0]) + 2)
+    with pytest.raises(client.exceptions.ClientError, match="exceeded the maximum allowed size"):
+        client.update_item(
+            TableName=CUSTOMER_TABLE,
+            Key={"PhoneNumber": {"S": OTHER_CUSTOMER}},
+            UpdateExpression="SET SurveyData = list_append(if_not_exists(SurveyData, :empty), :entries)",
+            ExpressionAttributeValues={":empty": {"L": []}, ":entries": {"L": more}},
+        )
+
+
+def test_survey_data_is_bounded_by_bytes_as_well(survey: None) -> None:
+    """Entries of another writer that are large: fewer than MAX_ENTRIES fit the byte budget."""
+    client = boto3.client("dynamodb")
+    history = legacy_entries(700, comment="x" * 500)
+    client.put_item(TableName=CUSTOMER_TABLE, Item={"PhoneNumber": {"S": CUSTOMER}, "SurveyData": {"L": history}})
+    contact = str(uuid.uuid4())
+    assert flow_answer(survey_result.handler(rating_event(contact, 5)))["duplicate"] == "false"
+
+    item = raw_customer_item()
+    kept = item["SurveyData"]["L"]
+    history_bytes = item_size.item_size({"SurveyData": item["SurveyData"], "ContactIDs": item["ContactIDs"]})
+    assert survey_data.HISTORY_MAX_BYTES - 600 < history_bytes <= survey_data.HISTORY_MAX_BYTES
+    assert 200 < len(kept) < 300 and kept[:-1] == history[-(len(kept) - 1) :]
+    assert survey_data.entry_contact_id(kept[-1]) == contact
+
+
+def test_a_concurrent_append_by_the_original_code_is_not_lost(
+    survey: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between this function's read and its write, the original code appends an entry: the condition
+    fails, the item is read again, and both entries are kept."""
+    client = boto3.client("dynamodb")
+    client.put_item(TableName=CUSTOMER_TABLE, Item={"PhoneNumber": {"S": CUSTOMER}, "SurveyData": {"L": legacy_entries(2)}})
+    other = {"M": {"ContactID": {"S": "concurrent"}, "Date": {"S": "2026-11-24"}, "NPS_Rating": {"N": "3"}}}
+    real_read, reads = survey_data.read, []
+
+    def read_then_race(table: str, phone: str) -> survey_data.History:
+        history = real_read(table, phone)
+        reads.append(len(history.entries))
+        if len(reads) == 1:
+            client.update_item(
+                TableName=CUSTOMER_TABLE,
+                Key={"PhoneNumber": {"S": CUSTOMER}},
+                UpdateExpression="SET SurveyData = list_append(SurveyData, :entry)",
+                ExpressionAttributeValues={":entry": {"L": [other]}},
+            )
+        return history
+
+    monkeypatch.setattr(survey_data, "read", read_then_race)
+    contact = str(uuid.uuid4())
+    assert flow_answer(survey_result.handler(rating_event(contact, 4)))["duplicate"] == "false"
+
+    assert reads == [2, 3]  # refused once, then read again
+    ids = [survey_data.entry_contact_id(e) for e in raw_customer_item()["SurveyData"]["L"]]
+    assert ids[-2:] == ["concurrent", contact] and len(ids) == 4
+    assert len(scan(RESPONSES_TABLE)) == 1
+
+
 @pytest.mark.parametrize(
     ("rating", "code"),
     [
@@ -882,9 +1061,9 @@ def test_a_bad_rating_gets_an_error_code_and_stores_nothing(
 ) -> None:
     event = sample("contact-flow-update-survey-result.json")
     if rating is None:
-        del event["Details"]["Parameters"]["NPS_Rating"]
+        del event["Details"]["ContactData"]["Attributes"]["SurveyResponse"]
     else:
-        event["Details"]["Parameters"]["NPS_Rating"] = rating
+        event["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = rating
 
     answer = flow_answer(survey_result.handler(event, LambdaContext()))
 
@@ -901,9 +1080,15 @@ def test_a_bad_rating_gets_an_error_code_and_stores_nothing(
 
 def test_the_rating_comes_from_parameters_else_from_attributes(survey: None, monkeypatch: pytest.MonkeyPatch) -> None:
     event = sample("contact-flow-update-survey-result.json")
-    event["Details"]["Parameters"] = {}
-    event["Details"]["ContactData"]["Attributes"]["NPS_Rating"] = " 5 "
+    assert event["Details"]["Parameters"] == {}  # the walkthrough's flow: the digit in $.Attributes.SurveyResponse
+    event["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = " 5 "
+    event["Details"]["ContactData"]["Attributes"]["NPS_Rating"] = "1"  # the old default key is not read
     assert flow_answer(survey_result.handler(event))["rating"] == "5"
+
+    event = sample("contact-flow-update-survey-result.json")
+    event["Details"]["ContactData"]["ContactId"] = str(uuid.uuid4())
+    event["Details"]["Parameters"] = {"SurveyResponse": "3"}  # a Lambda parameter of that name wins
+    assert flow_answer(survey_result.handler(event))["rating"] == "3"
 
     monkeypatch.setenv("SURVEY_RATING_KEY", "Score")
     event = sample("contact-flow-update-survey-result.json")
@@ -911,7 +1096,7 @@ def test_the_rating_comes_from_parameters_else_from_attributes(survey: None, mon
     event["Details"]["Parameters"] = {"Score": "2"}
     event["Details"]["ContactData"]["Attributes"]["Score"] = "5"  # the parameter wins
     assert flow_answer(survey_result.handler(event))["rating"] == "2"
-    assert sorted(int(item["Rating"]["N"]) for item in scan(RESPONSES_TABLE)) == [2, 5]
+    assert sorted(int(item["Rating"]["N"]) for item in scan(RESPONSES_TABLE)) == [2, 3, 5]
 
 
 @pytest.mark.parametrize(
@@ -919,6 +1104,7 @@ def test_the_rating_comes_from_parameters_else_from_attributes(survey: None, mon
     [
         ("no endpoint", "MISSING_PHONE_NUMBER"),
         ("anonymous", "INVALID_PHONE_NUMBER"),
+        ("arabic digits", "INVALID_PHONE_NUMBER"),
         ("no contact id", "INVALID_EVENT"),
         ("not a flow event", "INVALID_EVENT"),
     ],
@@ -932,13 +1118,15 @@ def test_a_bad_flow_event_gets_an_error_code(
         data["CustomerEndpoint"] = None
     elif damage == "anonymous":
         data["CustomerEndpoint"] = {"Address": "anonymous", "Type": "TELEPHONE_NUMBER"}
+    elif damage == "arabic digits":
+        data["CustomerEndpoint"] = {"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"}
     elif damage == "no contact id":
         del data["ContactId"]
     else:
         event = {"Records": []}
     answer = flow_answer(survey_result.handler(event))
     assert (answer["result"], answer["error_code"]) == ("ERROR", code)
-    assert scan(RESPONSES_TABLE) == []
+    assert scan(RESPONSES_TABLE) == [] and scan(CUSTOMER_TABLE) == []
     (error,) = log_lines(capsys)
     assert error["error_code"] == code
 
@@ -1197,7 +1385,8 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "connect:StartOutboundVoiceContact",
         "sqs:SendMessage",  # the event source mapping's on-failure destination
     }
-    assert actions("update-survey-result") == logs | {"dynamodb:PutItem", "dynamodb:UpdateItem"}  # the transaction
+    # The transaction, the customer item's read (SurveyData is bounded) and the stored answer's (a repeat).
+    assert actions("update-survey-result") == logs | {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
     assert actions("retrieve-customer-name") == logs | {"dynamodb:GetItem"}
     assert actions("nps-dag-reader") == {"dynamodb:Query"}
     reader = filled(INFRA / "iam" / "nps-dag-reader.policy.json")["Statement"][0]["Resource"]
@@ -1323,6 +1512,7 @@ def test_connect_rejects_nothing_the_handler_sends() -> None:
             "SURVEY_SOURCE_PHONE_NUMBER": SOURCE_NUMBER,
             "SURVEY_QUEUE_ID": QUEUE_ID,
             "CALLBACK_MARKER_TABLE": MARKER_TABLE,
+            "CTR_DLQ_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{DEAD_LETTER_QUEUE}",
         }
     )
     from lambdas.survey.ctr import SurveyCallback

@@ -4,7 +4,7 @@ The original design appends ``{"ContactID", "Date", "NPS_Rating"}`` to one list 
 one item, which DynamoDB caps at 400 KB: unbounded, a number that has answered a few thousand
 surveys could store no more. Here each write keeps the most recent entries only:
 
-* at most ``MAX_ENTRIES`` (1000) entries, oldest dropped first, and
+* at most ``MAX_ENTRIES`` (500) entries, oldest dropped first, and
 * ``SurveyData`` and ``ContactIDs`` together at most ``HISTORY_MAX_BYTES`` (150,000 bytes), and the
   whole item at most ``ITEM_BUDGET_BYTES`` (300,000 bytes, counted as ``item_size`` does); the
   newest entry is always kept.
@@ -27,7 +27,7 @@ from typing import Any
 from . import clients
 from .item_size import item_size, value_size
 
-MAX_ENTRIES = 1000
+MAX_ENTRIES = 500
 HISTORY_MAX_BYTES = 150_000
 ITEM_BUDGET_BYTES = 300_000
 DATA, IDS, VERSION = "SurveyData", "ContactIDs", "SurveyDataVersion"
