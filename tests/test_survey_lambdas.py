@@ -496,7 +496,10 @@ def test_a_bad_record_the_dead_letter_queue_refuses_is_retried_not_lost(
 
 def test_transient_and_permanent_failures_in_one_batch(connect: Stubber) -> None:
     """Throttling beyond the retries is a batch item failure (retried); a bad number is dead-lettered."""
-    throttled, bad = fresh_ctr(), fresh_ctr(CustomerEndpoint={"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"})
+    throttled, bad = (
+        fresh_ctr(),
+        fresh_ctr(CustomerEndpoint={"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"}),
+    )
     for _ in range(3):  # CONNECT_MAX_ATTEMPTS
         expect_call(connect, throttled, error="ThrottlingException")
     event = kinesis_event(throttled, bad)
@@ -996,7 +999,7 @@ def test_survey_data_is_bounded_where_an_unbounded_list_would_pass_the_item_limi
 def test_survey_data_is_bounded_by_bytes_as_well(survey: None) -> None:
     """Entries of another writer that are large: fewer than MAX_ENTRIES fit the byte budget."""
     client = boto3.client("dynamodb")
-    history = legacy_entries(700, comment="x" * 500)
+    history = legacy_entries(400, comment="x" * 500)  # ~235 KB: more than the byte budget
     client.put_item(TableName=CUSTOMER_TABLE, Item={"PhoneNumber": {"S": CUSTOMER}, "SurveyData": {"L": history}})
     contact = str(uuid.uuid4())
     assert flow_answer(survey_result.handler(rating_event(contact, 5)))["duplicate"] == "false"
@@ -1009,13 +1012,13 @@ def test_survey_data_is_bounded_by_bytes_as_well(survey: None) -> None:
     assert survey_data.entry_contact_id(kept[-1]) == contact
 
 
-def test_a_concurrent_append_by_the_original_code_is_not_lost(
-    survey: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_concurrent_append_by_the_original_code_is_not_lost(survey: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Between this function's read and its write, the original code appends an entry: the condition
     fails, the item is read again, and both entries are kept."""
     client = boto3.client("dynamodb")
-    client.put_item(TableName=CUSTOMER_TABLE, Item={"PhoneNumber": {"S": CUSTOMER}, "SurveyData": {"L": legacy_entries(2)}})
+    client.put_item(
+        TableName=CUSTOMER_TABLE, Item={"PhoneNumber": {"S": CUSTOMER}, "SurveyData": {"L": legacy_entries(2)}}
+    )
     other = {"M": {"ContactID": {"S": "concurrent"}, "Date": {"S": "2026-11-24"}, "NPS_Rating": {"N": "3"}}}
     real_read, reads = survey_data.read, []
 

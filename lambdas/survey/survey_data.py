@@ -76,7 +76,9 @@ def bounded(entries: list[Any], contact_ids: set[str], budget: int) -> tuple[lis
     """The newest entries within ``MAX_ENTRIES`` and ``budget`` bytes (with their ``ContactIDs``)."""
     kept = entries[-MAX_ENTRIES:]
     ids = [entry_contact_id(entry) for entry in kept]
-    sizes = [1 + value_size(entry) + (len(i.encode()) if i in contact_ids else 0) for entry, i in zip(kept, ids)]
+    sizes = [
+        1 + value_size(entry) + (len(i.encode()) if i in contact_ids else 0) for entry, i in zip(kept, ids, strict=True)
+    ]
     total = len(DATA) + len(IDS) + 3 + sum(sizes)
     start = 0
     while total > budget and start < len(kept) - 1:
