@@ -122,6 +122,9 @@ def main() -> None:
         )
         os.environ.pop("AWS_PROFILE", None)
         import boto3
+
+        # process_ctr_stream's dead-letter queue (CTR_DLQ_URL); no bench record is bad, so it stays empty.
+        os.environ["CTR_DLQ_URL"] = boto3.client("sqs").create_queue(QueueName="survey-ctr-dead-letters")["QueueUrl"]
         from botocore.stub import Stubber
         from lambdas.survey import clients, process_ctr_stream
 

@@ -35,6 +35,7 @@ STUB_LABEL = "botocore Stubber (moto has no Amazon Connect outbound calls; no ca
 REGION = "eu-west-2"
 STREAM = "connect-ctr"
 SUMMARY_TOPIC = "survey-nps"
+DEAD_LETTER_QUEUE = "survey-ctr-dead-letters"
 # The survey functions' settings (lambdas/survey/README.md, "Configuration"), with demo values.
 FUNCTION_ENV = {
     "CONNECT_INSTANCE_ID": "aaaaaaaa-bbbb-cccc-dddd-111111111111",
@@ -87,7 +88,8 @@ def moto_server(log: Path) -> Iterator[str]:
 
 
 def use_local_aws(endpoint: str) -> None:
-    """Point every boto3 client of this process at the moto server, with fake credentials."""
+    """Point every boto3 client of this process at the moto server, with fake credentials (and create
+    the CTR dead-letter queue there)."""
     for name in REAL_AWS_VARIABLES:
         os.environ.pop(name, None)
     os.environ.update(
@@ -103,6 +105,10 @@ def use_local_aws(endpoint: str) -> None:
             **FUNCTION_ENV,
         }
     )
+    import boto3  # the demo's other modules import it at their top; here only once the server runs
+
+    # process_ctr_stream's dead-letter queue (CTR_DLQ_URL), on the same server.
+    os.environ["CTR_DLQ_URL"] = boto3.client("sqs").create_queue(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
 
 
 def create_tables(dynamodb: Any) -> list[str]:
@@ -165,7 +171,7 @@ def rating_event(contact: DemoContact, key: str) -> dict[str, Any]:
         CustomerEndpoint={"Address": contact.phone, "Type": "TELEPHONE_NUMBER"},
         Attributes=survey_call_attributes(contact),
     )
-    event["Details"]["Parameters"] = {"NPS_Rating": key}
+    event["Details"]["Parameters"] = {"SurveyResponse": key}
     return event
 
 

@@ -29,9 +29,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
-from lambdas.survey import clients, outbound_call, process_ctr_stream, responses
+from lambdas.survey import clients, item_size, outbound_call, process_ctr_stream, responses, survey_data
 from lambdas.survey import retrieve_customer_name as name_lookup
 from lambdas.survey import update_survey_result as survey_result
 from lambdas.survey.phone import mask_phone, mask_phones_in_text
@@ -55,7 +56,8 @@ CUSTOMER = "+441632960123"
 CUSTOMER_MASKED = "+44*******123"
 OTHER_CUSTOMER = "+15555550187"
 # Every full number a test puts into an event: none may appear in any log line.
-PHONE_NUMBERS = (CUSTOMER, OTHER_CUSTOMER, "+447700900456", "+33639980012", "+12025550143")
+ARABIC_DIGITS_NUMBER = "+4\u0664\u0661632960123"  # "+4٤١632960123": Arabic-Indic digits, not E.164
+PHONE_NUMBERS = (CUSTOMER, OTHER_CUSTOMER, "+447700900456", "+33639980012", "+12025550143", ARABIC_DIGITS_NUMBER)
 
 
 def table_specs() -> dict[str, dict[str, Any]]:
@@ -64,6 +66,7 @@ def table_specs() -> dict[str, dict[str, Any]]:
 
 TABLES = {spec["TableName"] for spec in table_specs().values() if "KeySchema" in spec}
 CUSTOMER_TABLE, RESPONSES_TABLE, MARKER_TABLE = "SurveyCustomerInfo", "SurveyResponses", "SurveyCallbackMarkers"
+DEAD_LETTER_QUEUE = "survey-ctr-dead-letters"
 
 
 @dataclass
@@ -88,7 +91,9 @@ def survey(aws: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, spec in table_specs().items():
         if name.endswith(".ttl.json"):
             dynamodb.update_time_to_live(**spec)
+    queue_url = boto3.client("sqs").create_queue(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
     for name, value in {
+        "CTR_DLQ_URL": queue_url,
         "CONNECT_INSTANCE_ID": INSTANCE_ID,
         "SURVEY_CONTACT_FLOW_ID": FLOW_ID,
         "SURVEY_SOURCE_PHONE_NUMBER": SOURCE_NUMBER,
@@ -220,6 +225,22 @@ def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     for number in PHONE_NUMBERS:
         assert number not in out and number[1:] not in out, f"a full phone number reached the logs: {number}"
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def dead_letters() -> list[dict[str, Any]]:
+    """Every message on the CTR dead-letter queue (moto SQS), bodies decoded, with the ``reason`` attribute."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
+    found = []
+    while messages := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+    ).get("Messages"):
+        for message in messages:
+            body = message["Body"]
+            for number in PHONE_NUMBERS:
+                assert number not in body and number[1:] not in body, "a full phone number in a dead letter"
+            found.append({**json.loads(body), "_reason": message["MessageAttributes"]["reason"]["StringValue"]})
+    return found
 
 
 def markers() -> list[dict[str, Any]]:
@@ -374,7 +395,7 @@ def test_an_agentless_call_can_be_surveyed_when_configured(connect: Stubber, mon
     connect.assert_no_pending_responses()
 
 
-# -- bad records: reported, named, and the rest of the batch still processed -------------------------
+# -- bad records: logged, dead-lettered, and the rest of the batch still processed --------------------
 def _garble(event: dict[str, Any], index: int) -> None:
     event["Records"][index]["kinesis"]["data"] = "bm90IGJhc2U2NA==!!not*base64"
 
@@ -393,7 +414,7 @@ def _garble(event: dict[str, Any], index: int) -> None:
         ("arabic digits", "invalid_phone_number", True),
     ],
 )
-def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
+def test_a_bad_record_is_dead_lettered_and_named_and_the_others_are_processed(
     connect: Stubber, capsys: pytest.CaptureFixture[str], bad: Any, reason: str, names_contact: bool
 ) -> None:
     before, after = fresh_ctr(), fresh_ctr(CustomerEndpoint={"Address": OTHER_CUSTOMER, "Type": "TELEPHONE_NUMBER"})
@@ -409,7 +430,7 @@ def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
     elif bad == "anonymous":
         broken = fresh_ctr(CustomerEndpoint={"Address": "anonymous", "Type": "TELEPHONE_NUMBER"})
     elif bad == "arabic digits":
-        broken = fresh_ctr(CustomerEndpoint={"Address": "+4\u0664\u0661632960123", "Type": "TELEPHONE_NUMBER"})
+        broken = fresh_ctr(CustomerEndpoint={"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"})
     elif bad == "not base64":
         broken = fresh_ctr()  # garbled in the event below: Kinesis itself always carries bytes
     expect_call(connect, before, "survey-1")
@@ -421,18 +442,74 @@ def test_a_bad_record_is_reported_and_named_and_the_others_are_processed(
 
     response = process_ctr_stream.handler(event, LambdaContext())
 
-    assert failures(response) == [bad_sequence]
-    connect.assert_no_pending_responses()  # both good customers called, in order
-    (error,) = [line for line in log_lines(capsys) if line["level"] == "ERROR"]
+    assert failures(response) == []  # a record that can never succeed does not hold the shard back
+    connect.assert_no_pending_responses()  # both good customers called, in order; none for the bad one
+    lines = log_lines(capsys)
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
     assert error["sequence_number"] == bad_sequence and bad_sequence in error["message"]
     assert error["reason"] == reason
     if names_contact:
         assert error["contact_id"] == broken["ContactId"] and broken["ContactId"] in error["message"]
+    (letter,) = dead_letters()
+    record = event["Records"][1]
+    assert letter["sequence_number"] == bad_sequence and letter["reason"] == letter["_reason"] == reason
+    assert letter["shard_id"] == record["eventID"].split(":")[0] == "shardId-000000000000"
+    assert letter["partition_key"] == record["kinesis"]["partitionKey"]
+    assert letter["event_source_arn"] == record["eventSourceArn"]
+    assert letter["detail"] == error["message"].split(": ", 1)[1]
+    assert letter["contact_id"] == (broken["ContactId"] if names_contact else None)
+    assert "data" not in letter  # the CTR (the customer's full number) stays in the stream
+    (summary,) = [line for line in lines if line["message"].startswith("processed 3 CTR")]
+    assert summary["outcomes"] == {"called": 2, "dead_lettered": 1} and summary["failed"] == 0
 
 
-def test_a_batch_of_only_bad_records_reports_each_one(connect: Stubber) -> None:
+def test_a_batch_of_only_bad_records_dead_letters_each_one(connect: Stubber) -> None:
     event = kinesis_event(b"not json", b"{}", b"42")
-    assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)
+    assert failures(process_ctr_stream.handler(event, LambdaContext())) == []
+    letters = sorted(dead_letters(), key=lambda letter: int(letter["sequence_number"]))
+    assert [(letter["sequence_number"], letter["reason"]) for letter in letters] == list(
+        zip(sequence_numbers(event), ["not_json", "missing_contact_id", "not_a_ctr"], strict=True)
+    )
+
+
+def test_a_bad_record_the_dead_letter_queue_refuses_is_retried_not_lost(
+    connect: Stubber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = fresh_ctr()
+    expect_call(connect, good, "survey-1")
+    event = kinesis_event(b"not json", good)
+    real_url = boto3.client("sqs").get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
+    monkeypatch.setenv("CTR_DLQ_URL", real_url.rsplit("/", 1)[0] + "/no-such-queue")
+
+    assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)[:1]
+    connect.assert_no_pending_responses()  # the good record is still processed
+    errors = [line for line in log_lines(capsys) if line["level"] == "ERROR"]
+    assert [line["reason"] for line in errors] == ["not_json", "not_json"]
+    assert "could NOT be sent to the dead-letter queue" in errors[1]["message"]
+    assert errors[1]["error_code"] in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+    monkeypatch.setenv("CTR_DLQ_URL", real_url)  # the retry: the queue takes it
+    retry = {"Records": event["Records"][:1]}
+    assert failures(process_ctr_stream.handler(retry, LambdaContext())) == []
+    assert [letter["reason"] for letter in dead_letters()] == ["not_json"]
+
+
+def test_transient_and_permanent_failures_in_one_batch(connect: Stubber) -> None:
+    """Throttling beyond the retries is a batch item failure (retried); a bad number is dead-lettered."""
+    throttled, bad = (
+        fresh_ctr(),
+        fresh_ctr(CustomerEndpoint={"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"}),
+    )
+    for _ in range(3):  # CONNECT_MAX_ATTEMPTS
+        expect_call(connect, throttled, error="ThrottlingException")
+    event = kinesis_event(throttled, bad)
+
+    assert failures(process_ctr_stream.handler(event, LambdaContext())) == sequence_numbers(event)[:1]
+    connect.assert_no_pending_responses()  # no call to the Arabic-Indic number, ever
+    assert [(letter["sequence_number"], letter["reason"]) for letter in dead_letters()] == [
+        (sequence_numbers(event)[1], "invalid_phone_number")
+    ]
+    assert markers() == []  # the throttled call's marker was released for the retry
 
 
 def test_an_empty_batch_is_a_no_op(connect: Stubber) -> None:
@@ -566,6 +643,7 @@ def test_backoff_is_bounded_and_jittered() -> None:
             "SURVEY_CONTACT_FLOW_ID": FLOW_ID,
             "SURVEY_SOURCE_PHONE_NUMBER": SOURCE_NUMBER,
             "CALLBACK_MARKER_TABLE": MARKER_TABLE,
+            "CTR_DLQ_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{DEAD_LETTER_QUEUE}",
         }
     )
     assert [outbound_call.backoff_s(n, settings, rand=lambda: 0.0) for n in range(1, 7)] == [
@@ -580,7 +658,9 @@ def test_backoff_is_bounded_and_jittered() -> None:
 
 
 # -- configuration ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("variable", ["CONNECT_INSTANCE_ID", "SURVEY_CONTACT_FLOW_ID", "CALLBACK_MARKER_TABLE"])
+@pytest.mark.parametrize(
+    "variable", ["CONNECT_INSTANCE_ID", "SURVEY_CONTACT_FLOW_ID", "CALLBACK_MARKER_TABLE", "CTR_DLQ_URL"]
+)
 def test_a_missing_variable_fails_the_invocation_naming_it(
     connect: Stubber, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
@@ -597,6 +677,7 @@ def test_a_missing_variable_fails_the_invocation_naming_it(
         ({"CONNECT_MAX_ATTEMPTS": "many"}, "CONNECT_MAX_ATTEMPTS='many' is not a number"),
         ({"SURVEY_MAX_CALLBACK_DELAY_S": "999999999"}, "less than CALLBACK_MARKER_TTL_S"),
         ({"SURVEY_REQUIRE_AGENT": "maybe"}, "SURVEY_REQUIRE_AGENT='maybe' must be true or false"),
+        ({"CTR_DLQ_URL": "survey-ctr-dead-letters"}, "CTR_DLQ_URL='survey-ctr-dead-letters' is not an SQS queue URL"),
     ],
 )
 def test_malformed_settings_are_explained(
@@ -646,7 +727,7 @@ def test_no_full_phone_number_reaches_any_log_line(
     flow = sample("contact-flow-update-survey-result.json")
     survey_result.handler(flow)
     survey_result.handler(flow)
-    flow["Details"]["Parameters"]["NPS_Rating"] = "9"
+    flow["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = "9"
     survey_result.handler(flow)
     name_lookup.handler(sample("contact-flow-retrieve-customer-name.json"))
     monkeypatch.setenv("SURVEY_RESPONSES_TABLE", "NoSuchTable")
@@ -750,6 +831,35 @@ def test_a_rating_is_stored_once_however_often_connect_invokes(
     assert all(line["phone"] == CUSTOMER_MASKED for line in lines)
 
 
+def test_a_repeated_invocation_answers_with_the_stored_rating_not_the_new_one(
+    survey: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = sample("contact-flow-update-survey-result.json")  # rating 4
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert flow_answer(survey_result.handler(copy.deepcopy(first)))["duplicate"] == "false"
+    again = copy.deepcopy(first)
+    again["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = "1"  # the caller keyed again
+
+    answer = flow_answer(survey_result.handler(again))
+
+    assert answer == {"result": "OK", "rating": "4", "survey_date": today, "duplicate": "true"}
+    (item,) = scan(RESPONSES_TABLE)
+    assert item["Rating"] == {"N": "4"}
+    assert [entry["NPS_Rating"] for entry in customer_item()["SurveyData"]] == [4]
+    repeat = log_lines(capsys)[-1]
+    assert (repeat["reason"], repeat["rating"], repeat["ignored_rating"]) == ("duplicate", 4, 1)
+
+
+def test_the_answer_to_a_repeat_is_the_stored_item(survey: None) -> None:
+    """The stored rating and date come from the table, not from this invocation."""
+    contact = "e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a5b"
+    put_answer(contact, "2026-11-20", "2026-11-20T09:00:00.000Z", 2)
+    answer = flow_answer(survey_result.handler(sample("contact-flow-update-survey-result.json")))  # rating 4
+    assert answer == {"result": "OK", "rating": "2", "survey_date": "2026-11-20", "duplicate": "true"}
+    (item,) = scan(RESPONSES_TABLE)
+    assert (item["Rating"], item["SurveyDate"]) == ({"N": "2"}, {"S": "2026-11-20"})
+
+
 def test_an_existing_customer_keeps_name_and_history(survey: None) -> None:
     """An item written by the original code: a name, and SurveyData without the ContactIDs set."""
     table = boto3.resource("dynamodb").Table(CUSTOMER_TABLE)
@@ -760,7 +870,7 @@ def test_an_existing_customer_keeps_name_and_history(survey: None) -> None:
         assert flow_answer(survey_result.handler(sample("contact-flow-update-survey-result.json")))["result"] == "OK"
     second = sample("contact-flow-update-survey-result.json")
     second["Details"]["ContactData"]["ContactId"] = "f9e8d7c6-b5a4-4392-8170-6f5e4d3c2b1a"
-    second["Details"]["Parameters"]["NPS_Rating"] = "2"
+    second["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = "2"
     assert flow_answer(survey_result.handler(second))["duplicate"] == "false"
 
     info = customer_item()
@@ -789,6 +899,151 @@ def test_a_contact_already_in_survey_data_still_gets_its_response_item(survey: N
     assert len(customer_item()["SurveyData"]) == 1
 
 
+# -- SurveyData stays well below DynamoDB's 400 KB item limit ------------------------------------------
+def legacy_entries(count: int, comment: str = "") -> list[dict[str, Any]]:
+    """``SurveyData`` as the original (unbounded) code left it after ``count`` surveys, oldest first."""
+    entries = []
+    for i in range(count):
+        entry: dict[str, Any] = {"ContactID": {"S": f"{i:08d}-0000-4000-8000-000000000000"}}
+        entry.update(Date={"S": "2026-01-01"}, NPS_Rating={"N": str(1 + i % 5)})
+        if comment:
+            entry["Comment"] = {"S": comment}
+        entries.append({"M": entry})
+    return entries
+
+
+def moto_size(value: Any) -> int:
+    """What moto counts for an item (its own rule; it refuses items over 405,000 bytes)."""
+    kind, inner = next(iter(value.items())) if isinstance(value, dict) and len(value) == 1 else ("item", value)
+    if kind == "item":
+        return sum(len(name.encode()) + moto_size(v) for name, v in inner.items())
+    if kind == "L":
+        return sum(moto_size(v) for v in inner)
+    if kind == "M":
+        return sum(len(k.encode()) + moto_size(v) for k, v in inner.items())
+    if kind == "SS":
+        return sum(len(v.encode()) for v in inner)
+    return len(str(inner).encode())
+
+
+def rating_event(contact_id: str, rating: int, phone: str = CUSTOMER) -> dict[str, Any]:
+    event = sample("contact-flow-update-survey-result.json")
+    event["Details"]["ContactData"]["ContactId"] = contact_id
+    event["Details"]["ContactData"]["CustomerEndpoint"]["Address"] = phone
+    event["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = str(rating)
+    return event
+
+
+def raw_customer_item(phone: str = CUSTOMER) -> dict[str, Any]:
+    item: dict[str, Any] = boto3.client("dynamodb").get_item(
+        TableName=CUSTOMER_TABLE, Key={"PhoneNumber": {"S": phone}}, ConsistentRead=True
+    )["Item"]
+    return item
+
+
+def test_survey_data_is_bounded_where_an_unbounded_list_would_pass_the_item_limit(survey: None) -> None:
+    """A number the original code had appended surveys for until its item was just under 400 KB,
+    then 10 more answers through the handler: unbounded, the item would pass the limit and the
+    number could store nothing more. Every answer is stored, and the list is bounded.
+
+    The sizes are DynamoDB's (``item_size``: its documented rules, exact for these entries). moto
+    enforces a limit too, on a smaller count of its own (checked below on a copy of the item), and
+    counts an attribute's old value with its new one while replacing it; so its refusal cannot stand
+    in for DynamoDB's at exactly 400 KB."""
+    client = boto3.client("dynamodb")
+    # moto takes seconds for an item this size (DynamoDB milliseconds): the handler's own client, with
+    # a read timeout moto can meet.
+    clients._clients["dynamodb"] = boto3.client(
+        "dynamodb", config=clients.DYNAMODB_CONFIG.merge(Config(read_timeout=120))
+    )
+    base = {"PhoneNumber": {"S": CUSTOMER}, "CustomerName": {"S": "Jane Doe"}, "SurveyData": {"L": []}}
+    entry_bytes = 1 + item_size.value_size(legacy_entries(1)[0])
+    count = (item_size.ITEM_LIMIT_BYTES - item_size.item_size(base)) // entry_bytes - 3
+    history = legacy_entries(count)
+    seeded = {**base, "SurveyData": {"L": history}}
+    client.put_item(TableName=CUSTOMER_TABLE, Item=seeded)
+    new = [(str(uuid.uuid4()), 1 + i % 5) for i in range(10)]
+
+    for contact_id, rating in new:
+        answer = flow_answer(survey_result.handler(rating_event(contact_id, rating)))
+        assert (answer["result"], answer["rating"], answer["duplicate"]) == ("OK", str(rating), "false")
+
+    new_entries = [
+        {"M": {"ContactID": {"S": c}, "Date": {"S": answer["survey_date"]}, "NPS_Rating": {"N": str(r)}}}
+        for c, r in new
+    ]
+    unbounded = {**seeded, "SurveyData": {"L": history + new_entries}}
+    assert item_size.item_size(seeded) <= item_size.ITEM_LIMIT_BYTES < item_size.item_size(unbounded)
+    assert {item["ContactId"]["S"] for item in scan(RESPONSES_TABLE)} == {c for c, _ in new}  # every answer
+    item = raw_customer_item()
+    kept = item["SurveyData"]["L"]
+    assert len(kept) == survey_data.MAX_ENTRIES
+    assert kept[-10:] == new_entries  # the newest, in answer order
+    assert kept[:-10] == history[-(survey_data.MAX_ENTRIES - 10) :]  # then the most recent of the old ones
+    assert set(item["ContactIDs"]["SS"]) == {c for c, _ in new}
+    assert item["CustomerName"] == {"S": "Jane Doe"} and item["SurveyDataVersion"] == {"N": "10"}
+    assert moto_size(item) <= item_size.item_size(item) <= survey_data.ITEM_BUDGET_BYTES < 400 * 1024
+
+    # moto does enforce an item limit (405,000 bytes of its count): the original append, carried on, is refused.
+    client.put_item(TableName=CUSTOMER_TABLE, Item={**seeded, "PhoneNumber": {"S": OTHER_CUSTOMER}})
+    more = legacy_entries((405_000 - moto_size(seeded)) // moto_size(legacy_entries(1)[0]) + 2)
+    with pytest.raises(client.exceptions.ClientError, match="exceeded the maximum allowed size"):
+        client.update_item(
+            TableName=CUSTOMER_TABLE,
+            Key={"PhoneNumber": {"S": OTHER_CUSTOMER}},
+            UpdateExpression="SET SurveyData = list_append(if_not_exists(SurveyData, :empty), :entries)",
+            ExpressionAttributeValues={":empty": {"L": []}, ":entries": {"L": more}},
+        )
+
+
+def test_survey_data_is_bounded_by_bytes_as_well(survey: None) -> None:
+    """Entries of another writer that are large: fewer than MAX_ENTRIES fit the byte budget."""
+    client = boto3.client("dynamodb")
+    history = legacy_entries(400, comment="x" * 500)  # ~235 KB: more than the byte budget
+    client.put_item(TableName=CUSTOMER_TABLE, Item={"PhoneNumber": {"S": CUSTOMER}, "SurveyData": {"L": history}})
+    contact = str(uuid.uuid4())
+    assert flow_answer(survey_result.handler(rating_event(contact, 5)))["duplicate"] == "false"
+
+    item = raw_customer_item()
+    kept = item["SurveyData"]["L"]
+    history_bytes = item_size.item_size({"SurveyData": item["SurveyData"], "ContactIDs": item["ContactIDs"]})
+    assert survey_data.HISTORY_MAX_BYTES - 600 < history_bytes <= survey_data.HISTORY_MAX_BYTES
+    assert 200 < len(kept) < 300 and kept[:-1] == history[-(len(kept) - 1) :]
+    assert survey_data.entry_contact_id(kept[-1]) == contact
+
+
+def test_a_concurrent_append_by_the_original_code_is_not_lost(survey: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between this function's read and its write, the original code appends an entry: the condition
+    fails, the item is read again, and both entries are kept."""
+    client = boto3.client("dynamodb")
+    client.put_item(
+        TableName=CUSTOMER_TABLE, Item={"PhoneNumber": {"S": CUSTOMER}, "SurveyData": {"L": legacy_entries(2)}}
+    )
+    other = {"M": {"ContactID": {"S": "concurrent"}, "Date": {"S": "2026-11-24"}, "NPS_Rating": {"N": "3"}}}
+    real_read, reads = survey_data.read, []
+
+    def read_then_race(table: str, phone: str) -> survey_data.History:
+        history = real_read(table, phone)
+        reads.append(len(history.entries))
+        if len(reads) == 1:
+            client.update_item(
+                TableName=CUSTOMER_TABLE,
+                Key={"PhoneNumber": {"S": CUSTOMER}},
+                UpdateExpression="SET SurveyData = list_append(SurveyData, :entry)",
+                ExpressionAttributeValues={":entry": {"L": [other]}},
+            )
+        return history
+
+    monkeypatch.setattr(survey_data, "read", read_then_race)
+    contact = str(uuid.uuid4())
+    assert flow_answer(survey_result.handler(rating_event(contact, 4)))["duplicate"] == "false"
+
+    assert reads == [2, 3]  # refused once, then read again
+    ids = [survey_data.entry_contact_id(e) for e in raw_customer_item()["SurveyData"]["L"]]
+    assert ids[-2:] == ["concurrent", contact] and len(ids) == 4
+    assert len(scan(RESPONSES_TABLE)) == 1
+
+
 @pytest.mark.parametrize(
     ("rating", "code"),
     [
@@ -809,9 +1064,9 @@ def test_a_bad_rating_gets_an_error_code_and_stores_nothing(
 ) -> None:
     event = sample("contact-flow-update-survey-result.json")
     if rating is None:
-        del event["Details"]["Parameters"]["NPS_Rating"]
+        del event["Details"]["ContactData"]["Attributes"]["SurveyResponse"]
     else:
-        event["Details"]["Parameters"]["NPS_Rating"] = rating
+        event["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = rating
 
     answer = flow_answer(survey_result.handler(event, LambdaContext()))
 
@@ -828,9 +1083,15 @@ def test_a_bad_rating_gets_an_error_code_and_stores_nothing(
 
 def test_the_rating_comes_from_parameters_else_from_attributes(survey: None, monkeypatch: pytest.MonkeyPatch) -> None:
     event = sample("contact-flow-update-survey-result.json")
-    event["Details"]["Parameters"] = {}
-    event["Details"]["ContactData"]["Attributes"]["NPS_Rating"] = " 5 "
+    assert event["Details"]["Parameters"] == {}  # the walkthrough's flow: the digit in $.Attributes.SurveyResponse
+    event["Details"]["ContactData"]["Attributes"]["SurveyResponse"] = " 5 "
+    event["Details"]["ContactData"]["Attributes"]["NPS_Rating"] = "1"  # the old default key is not read
     assert flow_answer(survey_result.handler(event))["rating"] == "5"
+
+    event = sample("contact-flow-update-survey-result.json")
+    event["Details"]["ContactData"]["ContactId"] = str(uuid.uuid4())
+    event["Details"]["Parameters"] = {"SurveyResponse": "3"}  # a Lambda parameter of that name wins
+    assert flow_answer(survey_result.handler(event))["rating"] == "3"
 
     monkeypatch.setenv("SURVEY_RATING_KEY", "Score")
     event = sample("contact-flow-update-survey-result.json")
@@ -838,7 +1099,7 @@ def test_the_rating_comes_from_parameters_else_from_attributes(survey: None, mon
     event["Details"]["Parameters"] = {"Score": "2"}
     event["Details"]["ContactData"]["Attributes"]["Score"] = "5"  # the parameter wins
     assert flow_answer(survey_result.handler(event))["rating"] == "2"
-    assert sorted(int(item["Rating"]["N"]) for item in scan(RESPONSES_TABLE)) == [2, 5]
+    assert sorted(int(item["Rating"]["N"]) for item in scan(RESPONSES_TABLE)) == [2, 3, 5]
 
 
 @pytest.mark.parametrize(
@@ -846,6 +1107,7 @@ def test_the_rating_comes_from_parameters_else_from_attributes(survey: None, mon
     [
         ("no endpoint", "MISSING_PHONE_NUMBER"),
         ("anonymous", "INVALID_PHONE_NUMBER"),
+        ("arabic digits", "INVALID_PHONE_NUMBER"),
         ("no contact id", "INVALID_EVENT"),
         ("not a flow event", "INVALID_EVENT"),
     ],
@@ -859,13 +1121,15 @@ def test_a_bad_flow_event_gets_an_error_code(
         data["CustomerEndpoint"] = None
     elif damage == "anonymous":
         data["CustomerEndpoint"] = {"Address": "anonymous", "Type": "TELEPHONE_NUMBER"}
+    elif damage == "arabic digits":
+        data["CustomerEndpoint"] = {"Address": ARABIC_DIGITS_NUMBER, "Type": "TELEPHONE_NUMBER"}
     elif damage == "no contact id":
         del data["ContactId"]
     else:
         event = {"Records": []}
     answer = flow_answer(survey_result.handler(event))
     assert (answer["result"], answer["error_code"]) == ("ERROR", code)
-    assert scan(RESPONSES_TABLE) == []
+    assert scan(RESPONSES_TABLE) == [] and scan(CUSTOMER_TABLE) == []
     (error,) = log_lines(capsys)
     assert error["error_code"] == code
 
@@ -1124,7 +1388,8 @@ def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
         "connect:StartOutboundVoiceContact",
         "sqs:SendMessage",  # the event source mapping's on-failure destination
     }
-    assert actions("update-survey-result") == logs | {"dynamodb:PutItem", "dynamodb:UpdateItem"}  # the transaction
+    # The transaction, the customer item's read (SurveyData is bounded) and the stored answer's (a repeat).
+    assert actions("update-survey-result") == logs | {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
     assert actions("retrieve-customer-name") == logs | {"dynamodb:GetItem"}
     assert actions("nps-dag-reader") == {"dynamodb:Query"}
     reader = filled(INFRA / "iam" / "nps-dag-reader.policy.json")["Statement"][0]["Resource"]
@@ -1250,6 +1515,7 @@ def test_connect_rejects_nothing_the_handler_sends() -> None:
             "SURVEY_SOURCE_PHONE_NUMBER": SOURCE_NUMBER,
             "SURVEY_QUEUE_ID": QUEUE_ID,
             "CALLBACK_MARKER_TABLE": MARKER_TABLE,
+            "CTR_DLQ_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{DEAD_LETTER_QUEUE}",
         }
     )
     from lambdas.survey.ctr import SurveyCallback

@@ -6,6 +6,11 @@ chain. Returns a partial batch response: only the records that failed are report
 checkpoints past the others and retries from the first failure (the event source mapping bounds the
 retries and hands what still fails to its on-failure destination).
 
+What fails is transient only (Connect throttling or errors, the marker table): a record that can
+never succeed (``ctr.BadRecord``: not base64, not JSON, no contact id, no valid phone number) is
+logged and sent to the dead-letter queue ``CTR_DLQ_URL`` (``dead_letters``), so it never holds its
+shard back; only if that send fails is it reported as failed (retried, never lost).
+
 Once per contact chain: AWS Lambda Powertools idempotency, with a marker item per chain in
 ``CALLBACK_MARKER_TABLE``. The marker is written IN_PROGRESS (conditionally: only if there is none,
 it expired, or an earlier attempt's IN_PROGRESS lease ran out) before the call, and COMPLETED with
@@ -35,9 +40,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from . import clients
+from . import clients, dead_letters
 from .ctr import BadRecord, SurveyCallback, decide, decode_ctr
 from .logs import logger
 from .outbound_call import start_survey_call
@@ -116,6 +121,33 @@ def _error_code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _dead_letter(record: KinesisStreamRecord, exc: BadRecord, where: dict[str, Any], queue_url: str) -> str:
+    """A record that can never succeed: logged, sent to the dead-letter queue, and done with. When the
+    queue cannot take it, the record fails (and is retried) instead of being lost."""
+    sequence_number = where["sequence_number"]
+    if exc.contact_id:
+        where["contact_id"] = exc.contact_id
+    logger.error(
+        f"CTR record at sequence number {sequence_number} rejected ({exc.code}): {exc.detail}",
+        extra={**where, "reason": exc.code},
+    )
+    try:
+        message_id = dead_letters.send(queue_url, record.raw_event, exc)
+    except (ClientError, BotoCoreError) as error:
+        code = _error_code(error)
+        logger.error(
+            f"CTR record at sequence number {sequence_number} could NOT be sent to the dead-letter queue "
+            f"({code}); the record will be retried",
+            extra={**where, "reason": exc.code, "error_code": code},
+        )
+        raise RecordFailed(f"record {sequence_number}: {exc.code}, dead-letter queue failed ({code})") from None
+    logger.info(
+        f"CTR record at sequence number {sequence_number} sent to the dead-letter queue",
+        extra={**where, "reason": exc.code, "dead_letter_message_id": message_id},
+    )
+    return "dead_lettered"
+
+
 def handle_record(record: KinesisStreamRecord, caller: SurveyCaller) -> str:
     """Process one Kinesis record; return the outcome, or raise to report the record as failed."""
     payload = record.raw_event.get("kinesis") or {}
@@ -135,13 +167,7 @@ def handle_record(record: KinesisStreamRecord, caller: SurveyCaller) -> str:
             require_agent=caller.settings.require_agent,
         )
     except BadRecord as exc:
-        if exc.contact_id:
-            where["contact_id"] = exc.contact_id
-        logger.error(
-            f"CTR record at sequence number {sequence_number} rejected ({exc.code}): {exc.detail}",
-            extra={**where, "reason": exc.code},
-        )
-        raise RecordFailed(f"record {sequence_number}: {exc.code}") from None
+        return _dead_letter(record, exc, where, caller.settings.dead_letter_queue_url)
     callback = decision.callback
     if callback is None:
         logger.info(
@@ -149,8 +175,13 @@ def handle_record(record: KinesisStreamRecord, caller: SurveyCaller) -> str:
             extra={**where, "reason": decision.reason},
         )
         return decision.reason
-
     where.update(phone=mask_phone(callback.phone_number), chain_id=callback.chain_id)
+    return _call(callback, caller, where)
+
+
+def _call(callback: SurveyCallback, caller: SurveyCaller, where: dict[str, Any]) -> str:
+    """The idempotent survey call for one record; raises :class:`RecordFailed` for a retry."""
+    sequence_number = where["sequence_number"]
     try:
         result = caller.call(request=dataclasses.asdict(callback))
     except IdempotencyAlreadyInProgressError:

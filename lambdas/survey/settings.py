@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .phone import is_e164
 
 TRUE_WORDS = ("1", "true", "yes", "on")
+# The contact attribute the original AWS post-call survey walkthrough's flow stores the keyed-in digit in.
+DEFAULT_RATING_KEY = "SurveyResponse"
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
@@ -59,6 +61,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigurationError(f"environment variable {name}={raw!r} must be true or false")
 
 
+def _queue_url(env: Mapping[str, str], name: str) -> str:
+    url = _required(env, name, "the URL of the SQS queue for CTR records that can never be processed")
+    if not url.startswith(("https://", "http://")) or url.count("/") < 4:
+        raise ConfigurationError(
+            f"environment variable {name}={url!r} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class CallbackSettings:
     """``process_ctr_stream``: where and how to place the outbound survey call."""
@@ -68,6 +79,7 @@ class CallbackSettings:
     source_phone_number: str | None
     queue_id: str | None
     marker_table: str
+    dead_letter_queue_url: str
     marker_ttl_s: int
     max_callback_delay_s: int
     require_agent: bool
@@ -101,6 +113,7 @@ class CallbackSettings:
             source_phone_number=source,
             queue_id=queue,
             marker_table=_required(env, "CALLBACK_MARKER_TABLE", "the DynamoDB table of survey-call markers"),
+            dead_letter_queue_url=_queue_url(env, "CTR_DLQ_URL"),
             marker_ttl_s=marker_ttl_s,
             max_callback_delay_s=max_delay_s,
             require_agent=_flag(env, "SURVEY_REQUIRE_AGENT", True),
@@ -134,7 +147,7 @@ class ResultSettings:
         return cls(
             responses_table=_required(env, "SURVEY_RESPONSES_TABLE", "the DynamoDB table of survey responses"),
             customer_table=_required(env, "SURVEY_CUSTOMER_TABLE", "the SurveyCustomerInfo DynamoDB table"),
-            rating_key=_optional(env, "SURVEY_RATING_KEY") or "NPS_Rating",
+            rating_key=_optional(env, "SURVEY_RATING_KEY") or DEFAULT_RATING_KEY,
             timezone=timezone,
         )
 

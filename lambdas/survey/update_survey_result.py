@@ -2,15 +2,17 @@
 
 Invoked by the outbound survey flow after "How likely are you to recommend us to a friend, 1 to 5".
 The rating is read from ``Details.Parameters[SURVEY_RATING_KEY]``, else from the contact attribute of
-that name (default ``NPS_Rating``); the phone number from ``CustomerEndpoint.Address``; the surveyed
+that name (default ``SurveyResponse``, the attribute the original AWS walkthrough's flow stores the
+keyed-in digit in); the phone number from ``CustomerEndpoint.Address``; the surveyed
 call from the attributes ``OriginalContactID``, ``OriginalAgent`` and ``OriginalQueue`` that
 ``process_ctr_stream`` set on the survey call.
 
 Answers (all values strings, for ``$.External.*``):
 
 * ``{"result": "OK", "rating": "4", "survey_date": "2026-11-24", "duplicate": "false"}``;
-  ``duplicate`` is ``"true"`` when Connect retried and the answer was already stored (the first
-  stored answer stands);
+  ``duplicate`` is ``"true"`` when the survey call's answer was already stored (Connect retried, or
+  the flow invoked again): then ``rating`` and ``survey_date`` are the STORED ones, whatever this
+  invocation sent (the first stored answer stands);
 * ``{"result": "ERROR", "error_code": CODE, "message": ...}`` with CODE one of ``MISSING_RATING``,
   ``INVALID_RATING``, ``INVALID_EVENT``, ``MISSING_PHONE_NUMBER``, ``INVALID_PHONE_NUMBER``,
   ``STORE_FAILED`` (DynamoDB failed after botocore's retries; invoking again is safe).
@@ -74,7 +76,7 @@ def handler(event: ContactFlowEvent | dict[str, Any], context: Any = None) -> di
             f"survey result for contact {contact_id} NOT stored ({code})", extra={**where, "error_code": code}
         )
         return error("STORE_FAILED", f"the survey result could not be stored ({code}); invoking again is safe")
-    if stored:
+    if not stored.duplicate:
         logger.info(
             f"survey result stored for contact {contact_id}",
             extra={**where, "rating": rating, "survey_date": answer.survey_date},
@@ -82,6 +84,6 @@ def handler(event: ContactFlowEvent | dict[str, Any], context: Any = None) -> di
     else:
         logger.info(
             f"survey result for contact {contact_id} was already stored; repeated invocation ignored",
-            extra={**where, "rating": rating, "reason": "duplicate"},
+            extra={**where, "rating": stored.rating, "ignored_rating": rating, "reason": "duplicate"},
         )
-    return ok(rating=rating, survey_date=answer.survey_date, duplicate=str(not stored).lower())
+    return ok(rating=stored.rating, survey_date=stored.survey_date, duplicate=str(stored.duplicate).lower())
