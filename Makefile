@@ -10,7 +10,7 @@ APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput clean
+.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput mutation clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
@@ -99,8 +99,20 @@ bench-survey: venv
 	@$(RUN) python bench/nps_aggregate.py
 	@$(RUN) python bench/survey_handler.py
 
+# Mutation testing (mutmut, not CI, not `make test`): in .mutmut/, a copy where plugins/ is src/ (mutmut
+# names modules from src/); PYTHONPATH makes child processes (etlctl, spawned acquirers) import the mutants.
+# MUTANTS: mutant name globs, default the dedupe/load_target functions, lease, chunks and the codec.
+MUTANTS ?= entity_etl.runtime.chunks.* entity_etl.runtime.lease.* entity_etl.runtime.csv_codec.* \
+	entity_etl.runtime.stages.x_dedupe* entity_etl.runtime.stages.x_load_target* \
+	entity_etl.runtime.stages.x__sanitized* entity_etl.runtime.databases.x_replaces*
+mutation: venv
+	@rm -rf .mutmut && mkdir .mutmut && cp -r tests pyproject.toml .mutmut/ && cp -r plugins .mutmut/src
+	@cd .mutmut && PYTHONPATH=$(CURDIR)/.mutmut/mutants/src $(UV) run --project $(CURDIR) --frozen --all-extras \
+	  --with mutmut mutmut run $(MUTANTS); \
+	  $(UV) run --project $(CURDIR) --frozen --all-extras --with mutmut mutmut results
+
 # The former name of bench-etl.
 bench-throughput: bench-etl
 
 clean:
-	rm -rf .demo .bench .test-artifacts .airflow-local
+	rm -rf .demo .bench .test-artifacts .airflow-local .mutmut
