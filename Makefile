@@ -15,6 +15,7 @@ RUN = $(UV) run --frozen --all-extras
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
 	@echo "make test   - lint, type-check and run every test (starts its own MariaDB and moto servers)"
+	@echo "make mutation [MUTANTS=globs] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
 	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
 	@echo "make airflow - the Airflow 3 UI on http://localhost:8080 (admin/admin) on the embedded default, no Docker"
 	@echo "make deploy-mwaa BUCKET=... [MWAA_ENV=...] [SETTINGS=file] [DRY_RUN=1] - sync dags/, include/, plugins.zip to MWAA's bucket"
@@ -100,14 +101,14 @@ bench-survey: venv
 	@$(RUN) python bench/survey_handler.py
 
 # Mutation testing (mutmut, not CI, not `make test`): in .mutmut/, a copy where plugins/ is src/ (mutmut
-# names modules from src/); PYTHONPATH makes child processes (etlctl, spawned acquirers) import the mutants.
+# names modules from src/). Child processes of a test (etlctl, spawned acquirers) run the original code.
 # MUTANTS: mutant name globs, default the dedupe/load_target functions, lease, chunks and the codec.
 MUTANTS ?= entity_etl.runtime.chunks.* entity_etl.runtime.lease.* entity_etl.runtime.csv_codec.* \
 	entity_etl.runtime.stages.x_dedupe* entity_etl.runtime.stages.x_load_target* \
 	entity_etl.runtime.stages.x__sanitized* entity_etl.runtime.databases.x_replaces*
 mutation: venv
 	@rm -rf .mutmut && mkdir .mutmut && cp -r tests pyproject.toml .mutmut/ && cp -r plugins .mutmut/src
-	@cd .mutmut && PYTHONPATH=$(CURDIR)/.mutmut/mutants/src $(UV) run --project $(CURDIR) --frozen --all-extras \
+	@cd .mutmut && $(UV) run --project $(CURDIR) --frozen --all-extras \
 	  --with mutmut mutmut run $(MUTANTS); \
 	  $(UV) run --project $(CURDIR) --frozen --all-extras --with mutmut mutmut results
 
