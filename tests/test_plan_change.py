@@ -13,14 +13,17 @@ the target; a changed chunk size gives the same rows either way, so there the ch
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from entity_etl.runtime.chunks import decode_key, encode_key
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import open_run_store
 from entity_etl.runtime.stages import run_stage
@@ -168,3 +171,27 @@ def test_load_target_killed_then_retried_with_another_chunk_size_starts_afresh(c
     assert stats["details"]["chunks"] == len(after)
     assert sum(c.data["written"] for c in after) == stats["rows_out"] == ROWS_A
     assert kv["backend"].target() == expected()
+
+
+KEY_VALUES = [
+    7,
+    True,  # a bool key binds as the integer it is
+    Decimal("12.30"),
+    0.1,
+    dt.datetime(2026, 1, 2, 3, 4, 5, 678),
+    dt.date(2026, 1, 2),
+    b"\x00\xffkey",
+    "K0001 ",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", KEY_VALUES, ids=[type(v).__name__ + repr(v)[:12] for v in KEY_VALUES])
+def test_a_checkpointed_key_binds_as_the_same_type_on_resume(value: Any) -> None:
+    """A chunk bound survives the checkpoint (JSON) with its type and value, so a resumed extract compares
+    the key as the first attempt did."""
+    stored = json.loads(json.dumps(encode_key(value)))
+    back = decode_key(stored)
+    want = int(value) if isinstance(value, bool) else value
+    assert back == want and type(back) is type(want)
+    assert len(stored) == 1  # one kind tag, one text
