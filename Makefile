@@ -10,11 +10,12 @@ APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos clean
+.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos mutation clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
 	@echo "make test   - lint, type-check and run every test (starts its own MariaDB and moto servers)"
+	@echo "make mutation [MUTANTS=globs] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
 	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
 	@echo "make bench-chaos [CHAOS_ROWS=1000000] - stage kills, server crashes and lease takeovers on MariaDB, target checked exactly"
 	@echo "make airflow - the Airflow 3 UI on http://localhost:8080 (admin/admin) on the embedded default, no Docker"
@@ -106,8 +107,20 @@ CHAOS_ROWS ?= 1000000
 bench-chaos: venv
 	@$(RUN) python bench/chaos.py --rows $(CHAOS_ROWS)
 
+# Mutation testing (mutmut, not CI, not `make test`): in .mutmut/, a copy where plugins/ is src/ (mutmut
+# names modules from src/). Child processes of a test (etlctl, spawned acquirers) run the original code.
+# MUTANTS: mutant name globs, default the dedupe/load_target functions, lease, chunks and the codec.
+MUTANTS ?= entity_etl.runtime.chunks.* entity_etl.runtime.lease.* entity_etl.runtime.csv_codec.* \
+	entity_etl.runtime.stages.x_dedupe* entity_etl.runtime.stages.x_load_target* \
+	entity_etl.runtime.stages.x__sanitized* entity_etl.runtime.databases.x_replaces*
+mutation: venv
+	@rm -rf .mutmut && mkdir .mutmut && cp -r tests pyproject.toml .mutmut/ && cp -r plugins .mutmut/src
+	@cd .mutmut && $(UV) run --project $(CURDIR) --frozen --all-extras \
+	  --with mutmut mutmut run $(MUTANTS); \
+	  $(UV) run --project $(CURDIR) --frozen --all-extras --with mutmut mutmut results
+
 # The former name of bench-etl.
 bench-throughput: bench-etl
 
 clean:
-	rm -rf .demo .bench .test-artifacts .airflow-local
+	rm -rf .demo .bench .test-artifacts .airflow-local .mutmut
