@@ -27,7 +27,7 @@ For each day (its data interval, midnight to midnight in `{timezone}`, the `SURV
 
 1. `wait_for_answers` waits until {settle_minutes} min after the day's end (the index read next is
    eventually consistent); at once for a past day (a backfill);
-2. `compute_day` reads the day's answers (`lambdas/survey/responses.py` `read_day`: one Query on
+2. `compute_day` reads the day's answers (`entity_etl.survey_reader` `iter_day`: one Query on
    `SurveyDateIndex`), counts promoters, passives, detractors and CSAT overall, per queue and per
    agent, and replaces the day's rows of the reporting table in one transaction;
 3. `publish_files` writes the day's CSV and the trend chart (PNG) to object storage under

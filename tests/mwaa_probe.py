@@ -87,9 +87,8 @@ def probe_dagbag() -> dict[str, Any]:
     report["import_errors"] = {str(k): str(v) for k, v in bag.import_errors.items()}
     report["tasks"] = {dag_id: sorted(bag.dags[dag_id].task_dict) for dag_id in sorted(bag.dag_ids)}
 
-    import lambdas.survey.responses as responses
-
     import entity_etl
+    import entity_etl.survey_reader as responses
 
     report["entity_etl_file"] = entity_etl.__file__
     report["entity_etl_from_plugins"] = _under(entity_etl.__file__, PLUGINS)

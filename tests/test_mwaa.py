@@ -68,14 +68,11 @@ def tree(directory: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A copy of what a deployment reads: dags/, include/, plugins/entity_etl, the survey reader."""
+    """A copy of what a deployment reads: dags/, include/, plugins/entity_etl."""
     copy = tmp_path / "repo"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for part in ("dags", "include", "plugins/entity_etl"):
         shutil.copytree(ROOT / part, copy / part, ignore=ignore)
-    for name in build_mod.SURVEY_READER:
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
     return copy
 
 
@@ -149,13 +146,11 @@ def test_plugins_zip_holds_the_package_and_the_survey_reader_and_is_reproducible
     expected = {
         ".airflowignore": build_mod.AIRFLOWIGNORE.encode(),
         **package,
-        "lambdas/survey/__init__.py": (repo / "lambdas/survey/__init__.py").read_bytes(),
-        "lambdas/survey/responses.py": (repo / "lambdas/survey/responses.py").read_bytes(),
     }
+    assert "entity_etl/survey_reader.py" in package  # what the NPS DAG reads the answers with
     assert {info.filename: archive.read(info) for info in archive.infolist()} == expected
     assert [line for line in build_mod.AIRFLOWIGNORE.splitlines() if not line.startswith("#")] == [
         "entity_etl/",
-        "lambdas/",
     ]
     # Reproducible: same sources, same bytes, whatever the files' times, byte code or build machine.
     (repo / "plugins/entity_etl/__pycache__").mkdir(exist_ok=True)

@@ -1106,6 +1106,24 @@ def test_the_lambda_imports_neither_airflow_nor_entity_etl(tmp_path: Path) -> No
     assert proc.stdout.strip() == "handler"
 
 
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_both_ends_share_one_event_contract(partition: str, lam: ModuleType) -> None:
+    """The Lambda's contract is the orchestration side's file, and its dependency-free CloudWatch link
+    is the one the amazon provider builds; every event carries exactly the contract's fields."""
+    from entity_etl import notification_contract as contract
+    from entity_etl.orchestration.notify.batch_failure import cloudwatch_log_url as provider_url
+
+    assert (LAMBDA_DIR / "notification_contract.py").resolve() == Path(contract.__file__).resolve()
+    assert lam.KINDS == contract.KINDS
+    group, stream = "/aws/batch/job", "etl-stage/default/0123abc"
+    arn = f"arn:{partition}:batch:eu-west-1:123456789012:job/0123abc"
+    assert contract.cloudwatch_log_url("eu-west-1", group, stream, arn) == provider_url(
+        "eu-west-1", group, stream, partition
+    )
+    event = build_event("run_too_long", {"dag_run": {"dag_id": "d", "run_id": "r"}})
+    assert tuple(event) == contract.EVENT_FIELDS and event["schema_version"] == contract.SCHEMA_VERSION
+
+
 # -- EventBridge: Batch job failures and blocked queues -------------------------------------------
 def sample(name: str) -> dict[str, Any]:
     return dict(json.loads((LAMBDA_DIR / "events" / f"{name}.json").read_text()))

@@ -534,7 +534,12 @@ def test_the_job_counts_the_answers_page_by_page(aws: MotoServer) -> None:
     overall = EXPECTED_DAY_ROWS[0]
     assert figures.overall == Counts(*overall[2:7])
     assert (figures.overall.nps, figures.overall.csat_pct) == overall[7:9]
-    assert job.lambda_iter_day() is iter_day  # what compute_day reads with when no reader is given
+    import lambdas.survey.responses as lambda_reader
+
+    from entity_etl import survey_reader
+
+    assert job.lambda_iter_day() is survey_reader.iter_day  # what compute_day reads with when no reader is given
+    assert Path(lambda_reader.__file__).resolve() == Path(survey_reader.__file__).resolve()  # one file, two homes
 
 
 @pytest.mark.moto

@@ -5,10 +5,14 @@
 writes, and prints as ``NotificationsCodeKey=...`` / ``SurveyCodeKey=...`` lines (the template's
 parameters, with a ``lambdas/`` key prefix):
 
-* ``notifications-<hash>.zip``: ``lambdas/notifications/handler.py`` and the runtime's
-  ``plugins/entity_etl/runtime/redaction.py`` at the zip root (handler ``handler.handler``);
+* ``notifications-<hash>.zip``: the modules of ``lambdas/notifications`` (``handler.py`` and the
+  modules it imports) at the zip root (handler ``handler.handler``), with the files it shares with
+  ``entity_etl`` taken from there (:data:`NOTIFICATIONS_SHARED`: the runtime's ``redaction.py`` and
+  the event contract ``notification_contract.py``, symlinks in the repository);
 * ``survey-<hash>.zip``: the ``survey/`` package at the zip root (handlers ``survey.<module>.handler``),
-  without ``infra/``, ``events/``, the README or byte code. Powertools comes from the public layer.
+  without ``infra/``, ``events/``, the README or byte code, with :data:`SURVEY_SHARED` (``responses.py``,
+  the survey reader the NPS DAG imports as ``entity_etl.survey_reader``). Powertools comes from the
+  public layer.
 
 The zips are reproducible (sorted entries, fixed timestamps and modes), and ``<hash>`` is the first
 12 hex digits of the zip's SHA-256, so an unchanged handler keeps its key and CloudFormation leaves
@@ -27,6 +31,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS = ROOT / "lambdas"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+PLUGINS = ROOT / "plugins" / "entity_etl"
+
+#: Zip entry -> the ``entity_etl`` file it is a copy of (in the repository, a symlink to it): read
+#: from there, so the zip is right on a checkout that does not keep symlinks.
+NOTIFICATIONS_SHARED = {
+    "redaction.py": PLUGINS / "runtime" / "redaction.py",
+    "notification_contract.py": PLUGINS / "notification_contract.py",
+}
+SURVEY_SHARED = {"survey/responses.py": PLUGINS / "survey_reader.py"}
 
 
 def _zip(files: Iterable[tuple[str, Path]]) -> bytes:
@@ -41,18 +54,15 @@ def _zip(files: Iterable[tuple[str, Path]]) -> bytes:
 
 
 def notifications_zip() -> bytes:
-    # The runtime's redaction module rides along (the handler loads it from next to itself).
-    return _zip(
-        [
-            ("handler.py", LAMBDAS / "notifications" / "handler.py"),
-            ("redaction.py", ROOT / "plugins" / "entity_etl" / "runtime" / "redaction.py"),
-        ]
-    )
+    # Flat: the handler imports the modules next to it (the zip root is on the runtime's sys.path).
+    files = {path.name: path for path in (LAMBDAS / "notifications").glob("*.py")}
+    return _zip({**files, **NOTIFICATIONS_SHARED}.items())
 
 
 def survey_zip() -> bytes:
     package = LAMBDAS / "survey"
-    return _zip((f"survey/{path.relative_to(package).as_posix()}", path) for path in package.rglob("*.py"))
+    files = {f"survey/{path.relative_to(package).as_posix()}": path for path in package.rglob("*.py")}
+    return _zip({**files, **SURVEY_SHARED}.items())
 
 
 def content_key(name: str, data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Build Amazon MWAA's ``plugins.zip``: the ``entity_etl`` package and the NPS DAG's survey reader.
+"""Build Amazon MWAA's ``plugins.zip``: the ``entity_etl`` package.
 
     python deploy/mwaa/build_plugins.py [-o build/mwaa/plugins.zip]
 
@@ -8,12 +8,11 @@ workers, the scheduler and the triggerer (which imports the Deadline Alert callb
 ``entity_etl.orchestration.notifier.SnsEventNotifier`` by name, with no DAG folder on its path).
 The zip holds:
 
-* ``entity_etl/``: ``plugins/entity_etl`` as it is, without byte code;
-* ``lambdas/survey/__init__.py`` and ``lambdas/survey/responses.py``: ``read_day``, which the NPS DAG's
-  ``compute_day`` imports as ``lambdas.survey.responses`` (boto3 only);
-* ``.airflowignore``: neither is an Airflow plugin. Airflow's plugin manager would otherwise run every
-  ``.py`` file in the plugins folder as a top-level module named after the file (``loader``,
-  ``settings``, ``stages`` ...), in every component.
+* ``entity_etl/``: ``plugins/entity_etl`` as it is, without byte code (the NPS DAG's survey reader,
+  ``entity_etl.survey_reader``, included);
+* ``.airflowignore``: the package is not an Airflow plugin. Airflow's plugin manager would otherwise
+  run every ``.py`` file in the plugins folder as a top-level module named after the file
+  (``loader``, ``settings``, ``stages`` ...), in every component.
 
 The build is reproducible: the same sources give the same bytes (sorted, uncompressed entries with
 fixed timestamps and permissions). So ``deploy.py`` uploads it, and asks for an environment update,
@@ -32,15 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Files of ``lambdas/survey`` that the workers import (``read_day`` and its package); the other
-#: modules are the Lambda handlers, which need AWS Lambda Powertools and never run on MWAA.
-SURVEY_READER = ("lambdas/survey/__init__.py", "lambdas/survey/responses.py")
-
 AIRFLOWIGNORE = """\
-# Importable packages, not Airflow plugins: Airflow's plugin manager skips them. The plugins folder
-# is on sys.path, so "import entity_etl" and "import lambdas.survey.responses" still work.
+# An importable package, not an Airflow plugin: Airflow's plugin manager skips it. The plugins folder
+# is on sys.path, so "import entity_etl" still works.
 entity_etl/
-lambdas/
 """
 
 #: 1980-01-01 00:00:00, the earliest time a zip entry can hold: no build time in the archive.
@@ -65,8 +59,6 @@ def plugins_zip_entries(root: Path = ROOT) -> dict[str, bytes]:
     entries: dict[str, bytes] = {".airflowignore": AIRFLOWIGNORE.encode()}
     for name, path in _package_files(root):
         entries[name] = path.read_bytes()
-    for name in SURVEY_READER:
-        entries[name] = (root / name).read_bytes()
     return entries
 
 

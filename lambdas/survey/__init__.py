@@ -6,5 +6,6 @@ Handlers (the Lambda ``handler`` setting, with this package at the root of the d
 * ``survey.update_survey_result.handler``: contact flow -> the rating in DynamoDB.
 * ``survey.retrieve_customer_name.handler``: contact flow -> ``{"CustomerName": ...}``.
 
-``survey.responses`` is the read side for the NPS DAG (boto3 only, importable on its own).
+``survey.responses`` is the table's schema and read side, shared with the NPS DAG: a copy of
+``plugins/entity_etl/survey_reader.py`` (a symlink in the repository; boto3 only, importable on its own).
 """

@@ -2,7 +2,7 @@
 
 1. :func:`day_of_interval` — the run's data interval → the survey day (the interval must be exactly
    one day, midnight to midnight, in the survey's time zone);
-2. :func:`compute_day` — read the day's answers (``lambdas/survey/responses.py`` ``iter_day``: one
+2. :func:`compute_day` — read the day's answers (:mod:`entity_etl.survey_reader` ``iter_day``: one
    paginated Query on ``SurveyDateIndex``), count each page as it arrives (memory: one page and the
    counters, never the day), and replace the day's rows in the reporting table in one transaction;
 3. :func:`publish_day` — read the day's rows and the trend back from the reporting table, and write
@@ -67,15 +67,10 @@ def day_of_interval(start: dt.datetime | None, end: dt.datetime | None, *, timez
 
 
 def lambda_iter_day() -> DayReader:
-    """``iter_day`` of ``lambdas/survey/responses.py``, imported when a day is read (never at parse time)."""
-    try:
-        from lambdas.survey.responses import iter_day
-    except ImportError as exc:
-        raise NpsJobError(
-            f"cannot import lambdas.survey.responses ({exc}): the NPS DAG reads the answers with "
-            "lambdas/survey/responses.py, so the folder holding lambdas/ (the repository root) must be on "
-            "the workers' PYTHONPATH"
-        ) from None
+    """``iter_day`` of :mod:`entity_etl.survey_reader` (the survey Lambdas' ``survey.responses``),
+    imported when a day is read (never at parse time: it imports boto3)."""
+    from entity_etl.survey_reader import iter_day
+
     return iter_day
 
 

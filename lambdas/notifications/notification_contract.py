@@ -1,0 +1,1 @@
+../../plugins/entity_etl/notification_contract.py
