@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -60,6 +61,11 @@ def split_type(column_type: str) -> tuple[str, list[int]]:
         raise ValueError(f"bad column type {column_type!r}")
     args = [int(a) for a in (match.group("args") or "").split(",") if a]
     return match.group("base"), args
+
+
+def sha256_hex(text: str | None) -> str | None:
+    """The hex SHA-256 of ``text`` in UTF-8 (None stays None): the key of a text in the translation cache."""
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class Database(ABC):
@@ -135,6 +141,18 @@ class Database(ABC):
         """``expr`` compared in the collation of the tables this pipeline creates (MySQL: a table made
         before the NO PAD collation, or by hand, may use another); as it is where text compares by bytes."""
         return expr
+
+    @abstractmethod
+    def sha256_sql(self, expr: str) -> str:
+        """SQL for the hex SHA-256 of the text ``expr``: the value :func:`sha256_hex` gives for it."""
+
+    def delete_rows_sql(self, table: str, row_id: str, ids_sql: str) -> str:
+        """``DELETE`` the rows of ``table`` (quoted) whose ``row_id`` column the query ``ids_sql`` selects."""
+        return f"DELETE FROM {table} WHERE {self.quote(row_id)} IN ({ids_sql})"
+
+    def delete_rows_after(self, table: str, row_id: str, after: int) -> None:
+        """Delete the rows of ``table`` whose ``row_id`` is past ``after`` (0: every row); not committed."""
+        self.execute(f"DELETE FROM {self.table(table)} WHERE {self.quote(row_id)} > {self.placeholder()}", [after])
 
     def begin(self) -> None:
         """Start a transaction now, so that reads before the next write are part of it."""
@@ -264,6 +282,11 @@ class SqliteDatabase(Database):
 
     def autoincrement_pk(self) -> str:
         return "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def sha256_sql(self, expr: str) -> str:
+        # SQLite has no SHA-2: registered on the connection (again on each call, which is harmless).
+        self.conn.create_function("etl_sha256", 1, sha256_hex, deterministic=True)
+        return f"etl_sha256({expr})"
 
     def upsert_sql(
         self,
@@ -461,6 +484,20 @@ class MySQLDatabase(Database):
 
     def autoincrement_pk(self) -> str:
         return "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+
+    def sha256_sql(self, expr: str) -> str:
+        return f"SHA2({expr}, 256)"
+
+    def delete_rows_sql(self, table: str, row_id: str, ids_sql: str) -> str:
+        # MySQL cannot select from the table a DELETE ... WHERE IN (subquery) deletes from: a join.
+        row = self.quote(row_id)
+        return f"DELETE s FROM {table} s JOIN ({ids_sql}) d ON d.{row} = s.{row}"
+
+    def delete_rows_after(self, table: str, row_id: str, after: int) -> None:
+        if after == 0:  # every row: DDL, instant at any size (and it commits by itself)
+            self.execute(f"TRUNCATE TABLE {self.table(table)}")
+        else:
+            super().delete_rows_after(table, row_id, after)
 
     def upsert_sql(
         self,
