@@ -154,6 +154,19 @@ class Database(ABC):
         """Delete the rows of ``table`` whose ``row_id`` is past ``after`` (0: every row); not committed."""
         self.execute(f"DELETE FROM {self.table(table)} WHERE {self.quote(row_id)} > {self.placeholder()}", [after])
 
+    # -- the target table as it exists (target_table.check_target) ----------------------------------
+    @abstractmethod
+    def primary_key(self, schema: str | None, name: str) -> list[str]:
+        """The primary key columns of table ``name`` (in ``schema``; None: the default one), in key order."""
+
+    @abstractmethod
+    def padded_key_columns(self, schema: str | None, name: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(column, type, collation) of the ``columns`` of the key of ``name`` that compare with PAD SPACE."""
+
+    @abstractmethod
+    def padded_key_problem(self, table: str, padded: Sequence[tuple[str, str, str]]) -> str:
+        """Why the :meth:`padded_key_columns` of ``table`` are refused, and the fix (the end of one line)."""
+
     def begin(self) -> None:
         """Start a transaction now, so that reads before the next write are part of it."""
         return None  # MySQL: autocommit is off, so the first statement opens one
@@ -282,6 +295,30 @@ class SqliteDatabase(Database):
 
     def autoincrement_pk(self) -> str:
         return "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def primary_key(self, schema: str | None, name: str) -> list[str]:
+        prefix = f"{self.quote(schema)}." if schema else ""
+        rows = self.query(f"PRAGMA {prefix}table_info({self.quote(name)})")
+        return [str(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+
+    def padded_key_columns(self, schema: str | None, name: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
+        # Text compares byte by byte unless a column or the key's index says otherwise (RTRIM pads).
+        prefix = f"{self.quote(schema)}." if schema else ""
+        padded = []
+        types = {str(r[1]): str(r[2]) for r in self.query(f"PRAGMA {prefix}table_info({self.quote(name)})")}
+        for index in self.query(f"PRAGMA {prefix}index_list({self.quote(name)})"):
+            if index[3] != "pk":
+                continue
+            for info in self.query(f"PRAGMA {prefix}index_xinfo({self.quote(str(index[1]))})"):
+                if info[5] and info[2] in columns and str(info[4]).upper() != "BINARY":
+                    padded.append((str(info[2]), types.get(str(info[2]), ""), str(info[4])))
+        return padded
+
+    def padded_key_problem(self, table: str, padded: Sequence[tuple[str, str, str]]) -> str:
+        return (
+            "do not compare byte by byte, so distinct keys can be one key; "
+            f"nothing was written. Fix: recreate {table} with the key columns in the BINARY collation"
+        )
 
     def sha256_sql(self, expr: str) -> str:
         # SQLite has no SHA-2: registered on the connection (again on each call, which is harmless).
@@ -487,6 +524,46 @@ class MySQLDatabase(Database):
 
     def sha256_sql(self, expr: str) -> str:
         return f"SHA2({expr}, 256)"
+
+    def primary_key(self, schema: str | None, name: str) -> list[str]:
+        rows = self.query(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
+            "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            [schema, name],
+        )
+        return [_text(r[0]) for r in rows]
+
+    def padded_key_columns(self, schema: str | None, name: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
+        rows = self.query(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+            [schema, name],
+        )
+        padded = []
+        for column, ctype, collation in rows:
+            if _text(column) in columns and collation is not None and not self._no_pad(_text(collation)):
+                padded.append((_text(column), _text(ctype), _text(collation)))
+        return padded
+
+    def _no_pad(self, collation: str) -> bool:
+        lowered = collation.lower()
+        if "_nopad_" in lowered or "_0900_" in lowered or lowered == "binary":
+            return True
+        try:  # MySQL 8 says so itself; MariaDB's COLLATIONS table has no PAD_ATTRIBUTE
+            rows = self.query(
+                "SELECT PAD_ATTRIBUTE FROM information_schema.COLLATIONS WHERE COLLATION_NAME = %s", [collation]
+            )
+        except Exception:
+            self.rollback()
+            return False
+        return bool(rows) and str(rows[0][0]).upper() == "NO PAD"
+
+    def padded_key_problem(self, table: str, padded: Sequence[tuple[str, str, str]]) -> str:
+        fixes = "; ".join(f"ALTER TABLE {table} MODIFY {c} {t} COLLATE {self.collation} NOT NULL" for c, t, _ in padded)
+        return (
+            "use a PAD SPACE collation, under which keys that differ in "
+            f"trailing spaces are one key; nothing was written. Fix: {fixes}"
+        )
 
     def delete_rows_sql(self, table: str, row_id: str, ids_sql: str) -> str:
         # MySQL cannot select from the table a DELETE ... WHERE IN (subquery) deletes from: a join.
@@ -772,6 +849,10 @@ class MySQLDatabase(Database):
         if load_error is not None:
             raise load_error
         return loaded
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def server_collation(version: str, comment: str) -> str:
