@@ -297,8 +297,8 @@ def test_properties_moto_drops_are_set_in_the_template() -> None:
     assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
     assert all(rule["Status"] == "Enabled" for rule in rules.values())
-    # The object store is s3://<bucket>/etl and stages.py writes extracts/<entity>/<run>/ under it.
-    assert 'f"extracts/{self.entity}/' in (ROOT / "plugins/entity_etl/runtime/stages.py").read_text()
+    # The object store is s3://<bucket>/etl and stages/context.py writes extracts/<entity>/<run>/ under it.
+    assert 'f"extracts/{self.entity}/' in (ROOT / "plugins/entity_etl/runtime/stages/context.py").read_text()
     assert rules["expire-extracts"]["Prefix"] == "etl/extracts/"
     assert rules["expire-extracts"]["ExpirationInDays"] == {"Ref": "ExtractRetentionDays"}
     assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -60,6 +61,11 @@ def split_type(column_type: str) -> tuple[str, list[int]]:
         raise ValueError(f"bad column type {column_type!r}")
     args = [int(a) for a in (match.group("args") or "").split(",") if a]
     return match.group("base"), args
+
+
+def sha256_hex(text: str | None) -> str | None:
+    """The hex SHA-256 of ``text`` in UTF-8 (None stays None): the key of a text in the translation cache."""
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class Database(ABC):
@@ -135,6 +141,31 @@ class Database(ABC):
         """``expr`` compared in the collation of the tables this pipeline creates (MySQL: a table made
         before the NO PAD collation, or by hand, may use another); as it is where text compares by bytes."""
         return expr
+
+    @abstractmethod
+    def sha256_sql(self, expr: str) -> str:
+        """SQL for the hex SHA-256 of the text ``expr``: the value :func:`sha256_hex` gives for it."""
+
+    def delete_rows_sql(self, table: str, row_id: str, ids_sql: str) -> str:
+        """``DELETE`` the rows of ``table`` (quoted) whose ``row_id`` column the query ``ids_sql`` selects."""
+        return f"DELETE FROM {table} WHERE {self.quote(row_id)} IN ({ids_sql})"
+
+    def delete_rows_after(self, table: str, row_id: str, after: int) -> None:
+        """Delete the rows of ``table`` whose ``row_id`` is past ``after`` (0: every row); not committed."""
+        self.execute(f"DELETE FROM {self.table(table)} WHERE {self.quote(row_id)} > {self.placeholder()}", [after])
+
+    # -- the target table as it exists (target_table.check_target) ----------------------------------
+    @abstractmethod
+    def primary_key(self, schema: str | None, name: str) -> list[str]:
+        """The primary key columns of table ``name`` (in ``schema``; None: the default one), in key order."""
+
+    @abstractmethod
+    def padded_key_columns(self, schema: str | None, name: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(column, type, collation) of the ``columns`` of the key of ``name`` that compare with PAD SPACE."""
+
+    @abstractmethod
+    def padded_key_problem(self, table: str, padded: Sequence[tuple[str, str, str]]) -> str:
+        """Why the :meth:`padded_key_columns` of ``table`` are refused, and the fix (the end of one line)."""
 
     def begin(self) -> None:
         """Start a transaction now, so that reads before the next write are part of it."""
@@ -264,6 +295,35 @@ class SqliteDatabase(Database):
 
     def autoincrement_pk(self) -> str:
         return "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def primary_key(self, schema: str | None, name: str) -> list[str]:
+        prefix = f"{self.quote(schema)}." if schema else ""
+        rows = self.query(f"PRAGMA {prefix}table_info({self.quote(name)})")
+        return [str(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+
+    def padded_key_columns(self, schema: str | None, name: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
+        # Text compares byte by byte unless a column or the key's index says otherwise (RTRIM pads).
+        prefix = f"{self.quote(schema)}." if schema else ""
+        padded = []
+        types = {str(r[1]): str(r[2]) for r in self.query(f"PRAGMA {prefix}table_info({self.quote(name)})")}
+        for index in self.query(f"PRAGMA {prefix}index_list({self.quote(name)})"):
+            if index[3] != "pk":
+                continue
+            for info in self.query(f"PRAGMA {prefix}index_xinfo({self.quote(str(index[1]))})"):
+                if info[5] and info[2] in columns and str(info[4]).upper() != "BINARY":
+                    padded.append((str(info[2]), types.get(str(info[2]), ""), str(info[4])))
+        return padded
+
+    def padded_key_problem(self, table: str, padded: Sequence[tuple[str, str, str]]) -> str:
+        return (
+            "do not compare byte by byte, so distinct keys can be one key; "
+            f"nothing was written. Fix: recreate {table} with the key columns in the BINARY collation"
+        )
+
+    def sha256_sql(self, expr: str) -> str:
+        # SQLite has no SHA-2: registered on the connection (again on each call, which is harmless).
+        self.conn.create_function("etl_sha256", 1, sha256_hex, deterministic=True)
+        return f"etl_sha256({expr})"
 
     def upsert_sql(
         self,
@@ -461,6 +521,60 @@ class MySQLDatabase(Database):
 
     def autoincrement_pk(self) -> str:
         return "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+
+    def sha256_sql(self, expr: str) -> str:
+        return f"SHA2({expr}, 256)"
+
+    def primary_key(self, schema: str | None, name: str) -> list[str]:
+        rows = self.query(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
+            "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            [schema, name],
+        )
+        return [_text(r[0]) for r in rows]
+
+    def padded_key_columns(self, schema: str | None, name: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
+        rows = self.query(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+            [schema, name],
+        )
+        padded = []
+        for column, ctype, collation in rows:
+            if _text(column) in columns and collation is not None and not self._no_pad(_text(collation)):
+                padded.append((_text(column), _text(ctype), _text(collation)))
+        return padded
+
+    def _no_pad(self, collation: str) -> bool:
+        lowered = collation.lower()
+        if "_nopad_" in lowered or "_0900_" in lowered or lowered == "binary":
+            return True
+        try:  # MySQL 8 says so itself; MariaDB's COLLATIONS table has no PAD_ATTRIBUTE
+            rows = self.query(
+                "SELECT PAD_ATTRIBUTE FROM information_schema.COLLATIONS WHERE COLLATION_NAME = %s", [collation]
+            )
+        except Exception:
+            self.rollback()
+            return False
+        return bool(rows) and str(rows[0][0]).upper() == "NO PAD"
+
+    def padded_key_problem(self, table: str, padded: Sequence[tuple[str, str, str]]) -> str:
+        fixes = "; ".join(f"ALTER TABLE {table} MODIFY {c} {t} COLLATE {self.collation} NOT NULL" for c, t, _ in padded)
+        return (
+            "use a PAD SPACE collation, under which keys that differ in "
+            f"trailing spaces are one key; nothing was written. Fix: {fixes}"
+        )
+
+    def delete_rows_sql(self, table: str, row_id: str, ids_sql: str) -> str:
+        # MySQL cannot select from the table a DELETE ... WHERE IN (subquery) deletes from: a join.
+        row = self.quote(row_id)
+        return f"DELETE s FROM {table} s JOIN ({ids_sql}) d ON d.{row} = s.{row}"
+
+    def delete_rows_after(self, table: str, row_id: str, after: int) -> None:
+        if after == 0:  # every row: DDL, instant at any size (and it commits by itself)
+            self.execute(f"TRUNCATE TABLE {self.table(table)}")
+        else:
+            super().delete_rows_after(table, row_id, after)
 
     def upsert_sql(
         self,
@@ -735,6 +849,10 @@ class MySQLDatabase(Database):
         if load_error is not None:
             raise load_error
         return loaded
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def server_collation(version: str, comment: str) -> str:

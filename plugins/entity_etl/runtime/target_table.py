@@ -60,62 +60,12 @@ def _split(table: str) -> tuple[str | None, str]:
 
 
 def primary_key(db: Database, table: str) -> list[str]:
-    schema, name = _split(table)
-    if db.dialect == "sqlite":
-        prefix = f"{db.quote(schema)}." if schema else ""
-        rows = db.query(f"PRAGMA {prefix}table_info({db.quote(name)})")
-        return [str(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
-    rows = db.query(
-        "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
-        "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
-        [schema, name],
-    )
-    return [r[0].decode() if isinstance(r[0], bytes) else str(r[0]) for r in rows]
-
-
-def _no_pad(db: Database, collation: str) -> bool:
-    lowered = collation.lower()
-    if "_nopad_" in lowered or "_0900_" in lowered or lowered == "binary":
-        return True
-    try:  # MySQL 8 says so itself; MariaDB's COLLATIONS table has no PAD_ATTRIBUTE
-        rows = db.query(
-            "SELECT PAD_ATTRIBUTE FROM information_schema.COLLATIONS WHERE COLLATION_NAME = %s", [collation]
-        )
-    except Exception:
-        db.rollback()
-        return False
-    return bool(rows) and str(rows[0][0]).upper() == "NO PAD"
+    return db.primary_key(*_split(table))
 
 
 def padded_key_columns(db: Database, table: str, columns: Sequence[str]) -> list[tuple[str, str, str]]:
     """(column, type, collation) of the ``columns`` of ``table`` that compare with PAD SPACE."""
-    schema, name = _split(table)
-    if db.dialect == "sqlite":
-        # Text compares byte by byte unless a column or the key's index says otherwise (RTRIM pads).
-        prefix = f"{db.quote(schema)}." if schema else ""
-        padded = []
-        types = {str(r[1]): str(r[2]) for r in db.query(f"PRAGMA {prefix}table_info({db.quote(name)})")}
-        for index in db.query(f"PRAGMA {prefix}index_list({db.quote(name)})"):
-            if index[3] != "pk":
-                continue
-            for info in db.query(f"PRAGMA {prefix}index_xinfo({db.quote(str(index[1]))})"):
-                if info[5] and info[2] in columns and str(info[4]).upper() != "BINARY":
-                    padded.append((str(info[2]), types.get(str(info[2]), ""), str(info[4])))
-        return padded
-    rows = db.query(
-        "SELECT COLUMN_NAME, COLUMN_TYPE, COLLATION_NAME FROM information_schema.COLUMNS "
-        "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
-        [schema, name],
-    )
-
-    def text(value: object) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
-
-    padded = []
-    for column, ctype, collation in rows:
-        if text(column) in columns and collation is not None and not _no_pad(db, text(collation)):
-            padded.append((text(column), text(ctype), text(collation)))
-    return padded
+    return db.padded_key_columns(*_split(table), columns)
 
 
 def check_target(db: Database, config: EntityConfig) -> None:
@@ -131,20 +81,9 @@ def check_target(db: Database, config: EntityConfig) -> None:
             f"ADD PRIMARY KEY ({', '.join(key)})) or dedupe.key; nothing was written"
         )
     padded = padded_key_columns(db, table, key)
-    if padded and db.dialect == "sqlite":
-        names = ", ".join(f"{c} ({coll})" for c, _, coll in padded)
-        raise TargetTableError(
-            f"{where}: key columns {names} do not compare byte by byte, so distinct keys can be one key; "
-            f"nothing was written. Fix: recreate {table} with the key columns in the BINARY collation"
-        )
     if padded:
-        collation = getattr(db, "collation", "utf8mb4_nopad_bin")
-        fixes = "; ".join(f"ALTER TABLE {table} MODIFY {c} {t} COLLATE {collation} NOT NULL" for c, t, _ in padded)
         names = ", ".join(f"{c} ({coll})" for c, _, coll in padded)
-        raise TargetTableError(
-            f"{where}: key columns {names} use a PAD SPACE collation, under which keys that differ in "
-            f"trailing spaces are one key; nothing was written. Fix: {fixes}"
-        )
+        raise TargetTableError(f"{where}: key columns {names} {db.padded_key_problem(table, padded)}")
 
 
 def count_kept(db: Database, sql: str, params: Sequence[object]) -> int:

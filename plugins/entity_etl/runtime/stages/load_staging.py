@@ -1,0 +1,114 @@
+"""load_staging: the manifest's parts into staging (LOAD DATA LOCAL INFILE / batched inserts), one
+committed and checkpointed load per part."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+from entity_etl.config.model import EntityConfig
+from entity_etl.runtime import chunks, failpoints, fencing, staging_ledger
+from entity_etl.runtime.databases import Database
+from entity_etl.runtime.stages.context import ROW_ID, Attempt, RunContext, StageError
+from entity_etl.runtime.stages.manifest import read_manifest
+
+
+def load_staging(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
+    """The manifest's parts into staging, one committed and checkpointed load per part.
+
+    A rerun of an unfinished load first deletes the rows past the last checkpointed part (a part
+    that was loaded but not yet checkpointed), then loads the remaining parts.
+    """
+    config = ctx.config
+    manifest = read_manifest(ctx)
+    columns = manifest["columns"]
+    if columns != [c.name for c in config.columns]:
+        raise StageError(f"{config.entity}: load_staging: the extract's columns {columns} differ from the config")
+    plan = chunks.plan_id("load_staging", manifest)
+    checkpoints = chunks.StageCheckpoints(
+        ctx.run_store, ctx.entity, ctx.run_id, "load_staging", plan, fresh=not attempt.resume, guard=attempt.lease_guard
+    )
+    done = {c.chunk: c for c in checkpoints.done}
+    resumed = len(done)
+    loaded = sum(int(c.data["rows"]) for c in done.values())
+    size = 0
+    with (
+        ctx.connect(config.target.conn_id, local_infile=True) as db,
+        tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
+    ):
+        staging_ledger.ensure_ledger(db)
+        staging_ledger.own_staging(db, config)  # refuses a table this entity does not own
+        load_seq = staging_ledger.next_load(db, config)  # dedupe and translate must run on this load again
+        keep_upto = int(checkpoints.last.data["max_row"]) if checkpoints.last else 0
+        fencing.check(attempt.fence, db)  # before the TRUNCATE, which commits by itself in MySQL
+        db.delete_rows_after(config.staging.table, ROW_ID, keep_upto)
+        db.commit()
+        for index, part in enumerate(manifest["parts"]):
+            chunk = chunks.chunk_id(index)
+            if chunk in done:
+                continue
+            csv_path, gz_size = _fetch_part(ctx, part, Path(scratch))
+            size += gz_size
+            n, max_row = _load_part(db, config, attempt, part, columns, csv_path)
+            csv_path.unlink()
+            failpoints.hit("load_staging.part_committed")
+            checkpoints.record(chunk, {"key": part["key"], "rows": n, "max_row": max_row})
+            loaded += n
+        staging_ledger.mark(db, config, "loaded_seq", load_seq)
+        fencing.check(attempt.fence, db)
+        db.commit()
+    return {
+        "rows_in": manifest["rows"],
+        "rows_out": loaded,
+        "bytes": size,
+        "details": {
+            # Names this staging content: the same after a rerun that loaded nothing new (see translate).
+            "load_id": chunks.plan_id(plan, [(c.chunk, c.written_at) for c in checkpoints.done]),
+            "load_seq": load_seq,
+            "parts": len(manifest["parts"]),
+            "resumed_parts": resumed,
+        },
+    }
+
+
+def _fetch_part(ctx: RunContext, part: dict[str, Any], scratch: Path) -> tuple[Path, int]:
+    """Download one extract part and decompress it to ``part.csv``; return that path and the part's size."""
+    gz_path = scratch / "part.csv.gz"
+    csv_path = scratch / "part.csv"
+    ctx.store.get_file(part["key"], gz_path)
+    try:
+        with gzip.open(gz_path, "rb") as src, csv_path.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise StageError(
+            f"{ctx.entity}: load_staging: {part['uri']} is not a readable gzip part ({exc}); rerun the extract"
+        ) from None
+    size = gz_path.stat().st_size
+    gz_path.unlink()
+    return csv_path, size
+
+
+def _load_part(
+    db: Database, config: EntityConfig, attempt: Attempt, part: dict[str, Any], columns: list[str], csv_path: Path
+) -> tuple[int, int]:
+    """Load one part into staging and commit it; return its rows and the highest row id after it."""
+    staging = db.table(config.staging.table)
+    row = db.quote(ROW_ID)
+    try:
+        n = db.load_csv(config.staging.table, columns, csv_path)
+        if n != part["rows"]:
+            raise StageError(
+                f"{config.entity}: load_staging: {part['uri']} loaded {n} rows, the manifest says {part['rows']}"
+            )
+        max_row = int(db.query(f"SELECT MAX({row}) FROM {staging}")[0][0] or 0)
+        failpoints.hit("load_staging.part_loaded")  # loaded, not yet committed
+        fencing.check(attempt.fence, db)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return n, max_row
