@@ -111,8 +111,8 @@ bench-chaos: venv
 # names modules from src/). Child processes of a test (etlctl, spawned acquirers) run the original code.
 # MUTANTS: mutant name globs, default the dedupe/load_target functions, lease, chunks and the codec.
 MUTANTS ?= entity_etl.runtime.chunks.* entity_etl.runtime.lease.* entity_etl.runtime.csv_codec.* \
-	entity_etl.runtime.stages.x_dedupe* entity_etl.runtime.stages.x_load_target* \
-	entity_etl.runtime.stages.x__sanitized* entity_etl.runtime.databases.x_replaces*
+	entity_etl.runtime.stages.dedupe.* entity_etl.runtime.stages.load_target.* \
+	entity_etl.runtime.databases.x_replaces*
 mutation: venv
 	@rm -rf .mutmut && mkdir .mutmut && cp -r tests pyproject.toml .mutmut/ && cp -r plugins .mutmut/src
 	@cd .mutmut && $(UV) run --project $(CURDIR) --frozen --all-extras \
