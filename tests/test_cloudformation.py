@@ -46,7 +46,7 @@ from cfnlint.decode import decode
 
 import entity_etl.runtime.lease as lease_module
 from entity_etl.config.model import ComputeConfig
-from entity_etl.orchestration.batch_job import FORWARDED_ENV, batch_job_name, container_overrides, stage_command
+from entity_etl.orchestration.batch.job_spec import FORWARDED_ENV, batch_job_name, container_overrides, stage_command
 from entity_etl.runtime.lease import DynamoLeaseStore
 from entity_etl.runtime.run_store import DynamoRunStore
 from servers import MotoServer
