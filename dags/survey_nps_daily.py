@@ -110,7 +110,7 @@ def build_dag(
             """Read the day's answers, count them, replace the day's rows in the reporting table."""
             from entity_etl.nps import job
             from entity_etl.nps.settings import NpsSettings
-            from entity_etl.orchestration.stage_operator import airflow_connection
+            from entity_etl.orchestration.connections import airflow_connection
 
             return job.compute_day(
                 day=_day(context, timezone),
@@ -124,7 +124,7 @@ def build_dag(
             """The day's CSV and trend chart, from the reporting table, to object storage."""
             from entity_etl.nps import job
             from entity_etl.nps.settings import NpsSettings
-            from entity_etl.orchestration.stage_operator import airflow_connection
+            from entity_etl.orchestration.connections import airflow_connection
 
             return job.publish_day(
                 day=_day(context, timezone), settings=NpsSettings.from_lookup(_setting), resolver=airflow_connection

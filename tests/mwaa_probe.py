@@ -102,14 +102,14 @@ def probe_dagbag() -> dict[str, Any]:
 
 
 def batch_surface_differences() -> dict[str, Any]:
-    """Where ``batch_operator_surface`` (what the stage task shows Airflow) differs from the installed
+    """Where ``batch/surface.py`` (what the stage task shows Airflow) differs from the installed
     provider's ``BatchOperator``: template fields, their renderers, links and ``__init__`` arguments."""
     import inspect
 
     from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
     from airflow.providers.amazon.aws.operators.batch import BatchOperator
 
-    from entity_etl.orchestration import batch_operator_surface as surface
+    from entity_etl.orchestration.batch import surface
 
     arguments = set(inspect.signature(BatchOperator.__init__).parameters)
     arguments |= set(inspect.signature(AwsBaseOperator.__init__).parameters)

@@ -28,9 +28,10 @@ import pytest
 
 from entity_etl.config.loader import find_entity
 from entity_etl.config.model import ComputeConfig, EntityConfig, SourceConfig
-from entity_etl.orchestration.batch_job import batch_job_name
+from entity_etl.orchestration.batch.job_spec import batch_job_name
+from entity_etl.orchestration.batch.provider_job import ACTIVE_STATES
 from entity_etl.orchestration.factory import build_entity_dag
-from entity_etl.orchestration.stage_operator import ACTIVE_STATES, EntityStageOperator
+from entity_etl.orchestration.stage_operator import EntityStageOperator
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import StageRecord, open_run_store
 from servers import MotoServer, start_moto

@@ -46,7 +46,7 @@ from cfnlint.decode import decode
 
 import entity_etl.runtime.lease as lease_module
 from entity_etl.config.model import ComputeConfig
-from entity_etl.orchestration.batch_job import FORWARDED_ENV, batch_job_name, container_overrides, stage_command
+from entity_etl.orchestration.batch.job_spec import FORWARDED_ENV, batch_job_name, container_overrides, stage_command
 from entity_etl.runtime.lease import DynamoLeaseStore
 from entity_etl.runtime.run_store import DynamoRunStore
 from servers import MotoServer
@@ -297,8 +297,10 @@ def test_properties_moto_drops_are_set_in_the_template() -> None:
     assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
     assert all(rule["Status"] == "Enabled" for rule in rules.values())
-    # The object store is s3://<bucket>/etl and stages/context.py writes extracts/<entity>/<run>/ under it.
-    assert 'f"extracts/{self.entity}/' in (ROOT / "plugins/entity_etl/runtime/stages/context.py").read_text()
+    # The object store is s3://<bucket>/etl and the stages write extracts/<entity>/<run>/ under it.
+    from entity_etl.runtime import object_keys
+
+    assert object_keys.extract_prefix("de", "scheduled__2026-01-01").startswith("extracts/de/")
     assert rules["expire-extracts"]["Prefix"] == "etl/extracts/"
     assert rules["expire-extracts"]["ExpirationInDays"] == {"Ref": "ExtractRetentionDays"}
     assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {

@@ -12,11 +12,8 @@ import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from entity_etl.orchestration.lease_tasks import (
-    EntityLeaseReleaseOperator,
-    EntityLeaseSensor,
-    EntityLoadedPublishOperator,
-)
+from entity_etl.orchestration.completion_task import EntityLoadedPublishOperator
+from entity_etl.orchestration.entity_lease_tasks import EntityLeaseReleaseOperator, EntityLeaseSensor
 from entity_etl.runtime.completion_events import entity_loaded_event
 from entity_etl.runtime.lease import SqliteLeaseStore
 from entity_etl.runtime.run_store import SqliteRunStore, StageRecord

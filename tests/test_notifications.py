@@ -1111,7 +1111,7 @@ def test_both_ends_share_one_event_contract(partition: str, lam: ModuleType) -> 
     """The Lambda's contract is the orchestration side's file, and its dependency-free CloudWatch link
     is the one the amazon provider builds; every event carries exactly the contract's fields."""
     from entity_etl import notification_contract as contract
-    from entity_etl.orchestration.notify.batch_failure import cloudwatch_log_url as provider_url
+    from entity_etl.orchestration.batch.diagnosis import cloudwatch_log_url as provider_url
 
     assert (LAMBDA_DIR / "notification_contract.py").resolve() == Path(contract.__file__).resolve()
     assert lam.KINDS == contract.KINDS

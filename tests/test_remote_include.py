@@ -17,7 +17,7 @@ import boto3
 import pytest
 
 from entity_etl.config.model import ComputeConfig
-from entity_etl.orchestration.batch_job import container_overrides
+from entity_etl.orchestration.batch.job_spec import container_overrides
 from entity_files import EXTRACT, MINIMAL
 from servers import MotoServer
 

@@ -17,7 +17,7 @@ from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.sdk import DAG
 
 from entity_etl.config.model import ComputeConfig
-from entity_etl.orchestration import batch_operator_surface as surface
+from entity_etl.orchestration.batch import surface
 from entity_etl.orchestration.stage_operator import EntityStageOperator
 from entity_files import ROOT
 

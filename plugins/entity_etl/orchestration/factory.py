@@ -15,13 +15,10 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, get_parsing_context
 
 from entity_etl.config.loader import LoadResult, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
+from entity_etl.orchestration.completion_task import EntityLoadedPublishOperator
 from entity_etl.orchestration.docs import entity_doc_md
+from entity_etl.orchestration.entity_lease_tasks import EntityLeaseReleaseOperator, EntityLeaseSensor
 from entity_etl.orchestration.gc_pause import collection_paused
-from entity_etl.orchestration.lease_tasks import (
-    EntityLeaseReleaseOperator,
-    EntityLeaseSensor,
-    EntityLoadedPublishOperator,
-)
 from entity_etl.orchestration.notifier import SnsEventNotifier, run_too_long_alert
 from entity_etl.orchestration.stage_operator import EntityStageOperator
 

@@ -8,7 +8,7 @@ stays, re-exporting the package's names.
 from __future__ import annotations
 
 from entity_etl.notification_contract import DEFAULT_BATCH_LOG_GROUP, KINDS, SCHEMA_VERSION, NotificationEvent
-from entity_etl.orchestration.notify.batch_failure import batch_failure_details, batch_job_url, cloudwatch_log_url
+from entity_etl.orchestration.batch.diagnosis import batch_failure_details, batch_job_url, cloudwatch_log_url
 from entity_etl.orchestration.notify.batch_section import BATCH_JOB_XCOM, CLOUDWATCH_XCOM
 from entity_etl.orchestration.notify.context import airflow_run_url
 from entity_etl.orchestration.notify.deadline import run_too_long_alert

@@ -1,7 +1,7 @@
 """``EntityStageOperator``: one stage of one entity run, on the backend the deployment chooses.
 
 With the ``batch`` backend the stage runs as an AWS Batch (Fargate) job through the amazon provider's
-``BatchOperator`` (:class:`~entity_etl.orchestration.batch_stage_job.StageBatchJob`), so job monitoring,
+``BatchOperator`` (:class:`~entity_etl.orchestration.batch.provider_job.StageBatchJob`), so job monitoring,
 log links and deferral come from the provider. With the ``local`` backend it runs the same stage code in
 the worker instead. Either way the stage statistics are returned, so they land in XCom.
 
@@ -11,49 +11,32 @@ template fields, renderers, console links, keyword arguments and defaults, and t
 It builds the ``BatchOperator`` only in ``execute``. Subclassing ``BatchOperator`` meant four nested
 ``apply_defaults`` layers per task, plus the provider's boto3 imports on every parse. That came to 0.6 to
 0.9 s of a 1,000-entity parse (bench/README.md).
+
+This module chooses the backend and holds the operator's surface; the Batch side (the job's spec, the
+provider's job, the lease kept alive, the failure's diagnosis, the statistics) is ``orchestration/batch/``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
 from entity_etl.config.model import ComputeConfig
-from entity_etl.orchestration import batch_operator_surface as surface
 from entity_etl.orchestration.backend import compute_backend
-from entity_etl.orchestration.batch_job import batch_job_name, container_overrides, stage_command
-from entity_etl.orchestration.lease_tasks import lease_owner
-from entity_etl.runtime.connections import ConnectionInfo
+from entity_etl.orchestration.batch import surface
+from entity_etl.orchestration.batch.diagnosis import explain_failure
+from entity_etl.orchestration.batch.job_spec import array_properties, batch_job_name, container_overrides, stage_command
+from entity_etl.orchestration.batch.job_stats import read_job_stats
+from entity_etl.orchestration.batch.lease_keepalive import lease_kept_alive
+from entity_etl.orchestration.connections import airflow_connection
+from entity_etl.orchestration.entity_lease_tasks import lease_owner
 
 if TYPE_CHECKING:
-    from entity_etl.orchestration.batch_stage_job import StageBatchJob
-
-ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-#: AWS Batch's largest array job.
-MAX_ARRAY_SIZE = 10_000
-
-
-def airflow_connection(conn_id: str) -> ConnectionInfo:
-    """Resolve ``conn_id`` through Airflow (env, secrets backends, the metadata DB)."""
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    return ConnectionInfo(
-        conn_id=conn_id,
-        conn_type=str(conn.conn_type or ""),
-        host=conn.host,
-        port=conn.port,
-        login=conn.login,
-        password=conn.password,
-        schema=conn.schema,
-        extra=dict(conn.extra_dejson or {}),
-    )
+    from entity_etl.orchestration.batch.provider_job import StageBatchJob
 
 
 class EntityStageOperator(BaseOperator):
@@ -109,10 +92,8 @@ class EntityStageOperator(BaseOperator):
         batch.setdefault("job_name", f"etl-{entity}-{stage}")  # replaced per run in execute()
         batch.setdefault("job_definition", compute.job_definition)
         batch.setdefault("job_queue", compute.job_queue)
-        if stage == "extract" and partitions > 1:
-            if not 2 <= partitions <= MAX_ARRAY_SIZE:
-                raise ValueError(f"{entity}: extract: {partitions} partitions; AWS Batch arrays hold 2 to 10,000")
-            batch.setdefault("array_properties", {"size": partitions})
+        if (array := array_properties(entity, stage, partitions)) is not None:
+            batch.setdefault("array_properties", array)
         if default_args := kwargs.get("default_args"):  # as Airflow applies them to BatchOperator's arguments
             batch.update({k: default_args[k] for k in surface.ARGUMENTS if k in default_args and k not in batch})
         super().__init__(**kwargs)
@@ -146,11 +127,11 @@ class EntityStageOperator(BaseOperator):
             # No Batch job, so no Batch console/log links to publish after the task.
             self.operator_extra_links = ()  # type: ignore[assignment]
             return self._execute_local(run_id, start, end)
-        from entity_etl.orchestration.batch_stage_job import execute_inside_task
+        from entity_etl.orchestration.batch.provider_job import execute_inside_task
 
         self.job_name = batch_job_name(self.entity, self.stage, run_id)
         self.job_id = None
-        with self._lease_kept_alive() as epoch:
+        with lease_kept_alive(self.entity, self._lease_owner, self.log) as epoch:
             self.container_overrides = container_overrides(
                 self.compute,
                 stage_command(self.entity, self.stage, run_id, start, end),
@@ -167,30 +148,7 @@ class EntityStageOperator(BaseOperator):
                 raise self._batch_failure(exc, run_id, job.job_id) from exc
             finally:
                 self.job_id = job.job_id
-        return self._batch_stats(run_id, start, end)
-
-    @contextlib.contextmanager
-    def _lease_kept_alive(self) -> Iterator[int | None]:
-        """Renew this run's entity lease while the task waits for its Batch job (which may sit in the
-        queue for longer than the lease lives); the container renews it too once it runs. Yields the
-        lease's epoch, which the job gets as ``ETL_LEASE_EPOCH`` (its fencing token must be that one).
-
-        Best effort: if this run does not hold the lease, the container's own check fails the stage,
-        naming the holder. A deferred task waits in the triggerer, where nothing renews it.
-        """
-        from entity_etl.runtime.lease import LeaseKeeper, LeaseLostError, open_lease_store
-
-        with contextlib.ExitStack() as stack:
-            epoch = None
-            if self._lease_owner:
-                try:
-                    keeper = stack.enter_context(
-                        LeaseKeeper(open_lease_store(), self.entity, self._lease_owner, owner_holds_already=True)
-                    )
-                    epoch = keeper.epoch
-                except (LeaseLostError, OSError, RuntimeError) as exc:
-                    self.log.warning("the entity lease is not renewed while the job waits: %s", exc)
-            yield epoch
+        return read_job_stats(self.entity, self.stage, run_id, self.job_id, self.log)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         run_id = str(context["run_id"])
@@ -202,8 +160,7 @@ class EntityStageOperator(BaseOperator):
             raise self._batch_failure(exc, run_id, job.job_id) from exc
         finally:
             self.job_id = job.job_id
-        start, end = self._interval(context)
-        return self._batch_stats(run_id, start, end)
+        return read_job_stats(self.entity, self.stage, run_id, self.job_id, self.log)
 
     def on_kill(self) -> None:
         if self._batch_job is not None:  # terminates the Batch job, as BatchOperator.on_kill does
@@ -230,83 +187,12 @@ class EntityStageOperator(BaseOperator):
     # -- batch ------------------------------------------------------------------------------------
     def _new_batch_job(self) -> StageBatchJob:
         """The provider's ``BatchOperator`` for this task, with this task's (rendered) Batch arguments."""
-        from entity_etl.orchestration.batch_stage_job import StageBatchJob, accepted_arguments
+        from entity_etl.orchestration.batch.provider_job import build_stage_job
 
-        accepted = accepted_arguments()
-        arguments = {
-            name: getattr(self, name) for name in surface.ARGUMENTS if name in accepted and hasattr(self, name)
-        }
-        self._batch_job = StageBatchJob(
-            task_id=self.task_id,
-            do_xcom_push=self.do_xcom_push,
-            execution_timeout=self.execution_timeout,
-            logger_name=self._logger_name or f"{type(self).__module__}.{type(self).__name__}",
-            **arguments,
-        )
+        self._batch_job = build_stage_job(self)
         return self._batch_job
 
     def _batch_failure(self, exc: Exception, run_id: str, job_id: str | None) -> Exception:
-        """The task's error for a failed Batch job: the stage's own one-line error from the run store,
-        else what AWS Batch says (status reason, exit code), which is then recorded as the stage's
-        failure, since a container that died (out of memory, image pull, SIGKILL) recorded nothing."""
-        from airflow.sdk.exceptions import AirflowException
-
-        from entity_etl.orchestration.notifier import batch_failure_details
-        from entity_etl.runtime.run_store import StageRecord, StaleUpdateError, now_iso, open_run_store
-
-        if not job_id:  # not submitted (a bad queue, no permission): the provider's error says it all
-            return exc
-        try:
-            store = open_run_store()
-            record = store.get(self.entity, run_id, self.stage)
-        except Exception as lookup:  # the explanation is best effort; the failure stands
-            self.log.warning("could not read the run store: %s: %s", type(lookup).__name__, lookup)
-            return exc
-        attempt = self._attempt or (record.attempt if record else 1)
-        if record is not None and record.status == "failed" and record.attempt == attempt and record.error:
-            why = record.error
-        else:
-            try:
-                details = batch_failure_details(job_id)
-            except Exception as lookup:
-                self.log.warning("could not describe AWS Batch job %s: %s", job_id, lookup)
-                details = {}
-            reasons = [str(details[k]) for k in ("statusReason", "containerReason") if details.get(k)]
-            if details.get("exitCode") is not None:
-                reasons.append(f"exit code {details['exitCode']}")
-            why = (
-                f"{self.entity}: {self.stage}: AWS Batch job {job_id} failed: {'; '.join(reasons) or 'no reason given'}"
-            )
-            with contextlib.suppress(StaleUpdateError):  # the store may hold a later state of this stage
-                store.put(
-                    StageRecord(
-                        self.entity,
-                        run_id,
-                        self.stage,
-                        "failed",
-                        attempt=attempt,
-                        started_at=record.started_at if record and record.attempt == attempt else now_iso(),
-                        ended_at=now_iso(),
-                        stats=record.stats if record and record.attempt == attempt else {},
-                        error=why,
-                        batch_job_id=job_id,
-                        log_url=str(details.get("logUrl") or ""),
-                    )
-                )
-        return AirflowException(f"{why} [{exc}]")
-
-    def _batch_stats(self, run_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-        from entity_etl.runtime.context import build_context
-
-        ctx = build_context(
-            entity=self.entity, run_id=run_id, interval_start=start, interval_end=end, resolver=airflow_connection
+        return explain_failure(
+            exc, entity=self.entity, stage=self.stage, run_id=run_id, job_id=job_id, attempt=self._attempt, log=self.log
         )
-        try:
-            stats: dict[str, Any] = json.loads(ctx.store.get_bytes(ctx.stats_key(self.stage)))
-        except FileNotFoundError:
-            self.log.warning(
-                "job %s succeeded but wrote no statistics at %s", self.job_id, ctx.store.uri(ctx.stats_key(self.stage))
-            )
-            return {"entity": self.entity, "stage": self.stage, "run_id": run_id, "job_id": self.job_id}
-        stats["job_id"] = self.job_id
-        return stats

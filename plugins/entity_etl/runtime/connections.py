@@ -4,7 +4,7 @@ Order: the ``AIRFLOW_CONN_<CONN_ID>`` environment variable (URI or JSON, as Airf
 when ``ETL_SECRETS_BACKEND=aws`` (set in the Batch job definition) — the AWS Secrets Manager secret
 ``<prefix>/<conn_id>`` (prefix ``airflow/connections`` by default, the amazon provider's default).
 On an Airflow worker the local backend passes Airflow's own resolver instead (see
-``entity_etl.orchestration.stage_operator``), so connections defined in the UI work too.
+``entity_etl.orchestration.connections``), so connections defined in the UI work too.
 
 The parsing is hand-written because the runtime must not import Airflow; it follows
 ``airflow.models.Connection``'s URI rules (scheme ``-`` → ``_``, percent-decoding, query → extras,

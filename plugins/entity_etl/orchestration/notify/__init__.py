@@ -19,7 +19,7 @@ contract the Teams Lambda (``lambdas/notifications``) imports too: ``kind``, ``s
 ``logical_date``, ``data_interval``, ``try_number``, ``max_tries``, ``error`` (``type`` and
 ``message``, truncated and redacted), ``reason``, ``airflow_url`` (the task's log page, else the
 run), ``airflow_run_url``, ``cloudwatch_log_url``, ``batch`` (for a stage that ran on AWS Batch:
-:func:`~entity_etl.orchestration.notify.batch_failure.batch_failure_details`), ``summary``
+:func:`~entity_etl.orchestration.batch.diagnosis.batch_failure_details`), ``summary``
 (``run_succeeded``: ``stages``, ``row_counts``, ``duration_s``, plus whatever the caller of
 ``SnsEventNotifier.send`` adds, such as the NPS DAG's ``report``) and ``deadline``
 (``run_too_long``). Keys are always present; unknown values are ``null``.

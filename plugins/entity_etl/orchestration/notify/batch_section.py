@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from entity_etl.orchestration.notify.batch_failure import batch_failure_details, cloudwatch_log_url
+from entity_etl.orchestration.batch.diagnosis import batch_failure_details, cloudwatch_log_url
 from entity_etl.orchestration.notify.context import field, xcom
 from entity_etl.orchestration.notify.redaction import redact, truncate
 

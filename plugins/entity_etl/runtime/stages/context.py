@@ -4,16 +4,14 @@ names derived from them (object keys, run-store record names)."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from entity_etl.config.model import EntityConfig
-from entity_etl.runtime import fencing
+from entity_etl.runtime import fencing, object_keys
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionResolver
 from entity_etl.runtime.databases import Database, open_database
 from entity_etl.runtime.lease import LeaseStore
@@ -72,20 +70,19 @@ class RunContext:
 
     @property
     def run_key(self) -> str:
-        """``run_id`` made safe for an object key, with a short hash so distinct ids never collide."""
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.run_id)[:100]
-        return f"{safe}-{hashlib.sha256(self.run_id.encode()).hexdigest()[:8]}"
+        """``run_id`` made safe for an object key (:func:`entity_etl.runtime.object_keys.run_key`)."""
+        return object_keys.run_key(self.run_id)
 
     @property
     def extract_prefix(self) -> str:
-        return f"extracts/{self.entity}/{self.run_key}/"
+        return object_keys.extract_prefix(self.entity, self.run_id)
 
     @property
     def manifest_key(self) -> str:
-        return self.extract_prefix + "_manifest.json"
+        return object_keys.manifest_key(self.entity, self.run_id)
 
     def stats_key(self, stage: str) -> str:
-        return f"runs/{self.entity}/{self.run_key}/stats/{stage}.json"
+        return object_keys.stats_key(self.entity, self.run_id, stage)
 
     def interval_params(self) -> dict[str, str]:
         fmt = "%Y-%m-%d %H:%M:%S"

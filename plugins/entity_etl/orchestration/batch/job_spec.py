@@ -1,4 +1,5 @@
-"""Pure helpers for the AWS Batch backend: deterministic job names and container overrides."""
+"""The AWS Batch job of one stage, as pure functions: its deterministic name, command, container
+overrides and array size."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ FORWARDED_ENV = (
     "ETL_METRICS",
     "ETL_METRICS_NAMESPACE",
 )
+#: AWS Batch's largest array job.
+MAX_ARRAY_SIZE = 10_000
 
 
 def batch_job_name(entity: str, stage: str, run_id: str) -> str:
@@ -79,3 +82,13 @@ def container_overrides(
         ],
         "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
     }
+
+
+def array_properties(entity: str, stage: str, partitions: int) -> dict[str, Any] | None:
+    """``arrayProperties`` of the stage's job: an extract of more than one partition is an array job of
+    that size (each child extracts the key range of its ``AWS_BATCH_JOB_ARRAY_INDEX``); None otherwise."""
+    if stage != "extract" or partitions <= 1:
+        return None
+    if not 2 <= partitions <= MAX_ARRAY_SIZE:
+        raise ValueError(f"{entity}: extract: {partitions} partitions; AWS Batch arrays hold 2 to 10,000")
+    return {"size": partitions}

@@ -1,12 +1,18 @@
-"""What AWS Batch says about a failed job (``DescribeJobs``), and the console links to it."""
+"""Why an AWS Batch job failed: what ``DescribeJobs`` says, its console and log links, and the stage's
+failure text, recorded in the run store when the container recorded nothing.
+
+Light to import (the notifier imports it at parse time): boto3, the provider's links and the run store are
+imported when a function needs them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+# Where AWS Batch writes a job's container log when the job definition names no awslogs group: part of
+# the event contract the Teams Lambda shares.
 from entity_etl.notification_contract import DEFAULT_BATCH_LOG_GROUP
-
-__all__ = ["DEFAULT_BATCH_LOG_GROUP", "batch_failure_details", "batch_job_url", "cloudwatch_log_url"]
 
 
 def cloudwatch_log_url(region: str, log_group: str, log_stream: str, aws_partition: str = "aws") -> str:
@@ -81,3 +87,75 @@ def batch_failure_details(job_id: str, *, client: Any = None, region_name: str |
         "jobUrl": batch_job_url(client.meta.region_name, job.get("jobId", job_id), partition),
         **({"failedChildJobId": child_id} if child_id else {}),
     }
+
+
+def failure_text(entity: str, stage: str, job_id: str, details: dict[str, Any]) -> str:
+    """The stage's one-line failure from what AWS Batch says (status reason, container reason, exit code)."""
+    reasons = [str(details[k]) for k in ("statusReason", "containerReason") if details.get(k)]
+    if details.get("exitCode") is not None:
+        reasons.append(f"exit code {details['exitCode']}")
+    return f"{entity}: {stage}: AWS Batch job {job_id} failed: {'; '.join(reasons) or 'no reason given'}"
+
+
+def explain_failure(
+    exc: Exception, *, entity: str, stage: str, run_id: str, job_id: str | None, attempt: int | None, log: Any
+) -> Exception:
+    """The task's error for a failed Batch job: the stage's own one-line error from the run store,
+    else what AWS Batch says (status reason, exit code), which is then recorded as the stage's
+    failure, since a container that died (out of memory, image pull, SIGKILL) recorded nothing."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from entity_etl.runtime.run_store import open_run_store
+
+    if not job_id:  # not submitted (a bad queue, no permission): the provider's error says it all
+        return exc
+    try:
+        store = open_run_store()
+        record = store.get(entity, run_id, stage)
+    except Exception as lookup:  # the explanation is best effort; the failure stands
+        log.warning("could not read the run store: %s: %s", type(lookup).__name__, lookup)
+        return exc
+    attempt = attempt or (record.attempt if record else 1)
+    if record is not None and record.status == "failed" and record.attempt == attempt and record.error:
+        return AirflowException(f"{record.error} [{exc}]")
+    try:
+        details = batch_failure_details(job_id)
+    except Exception as lookup:
+        log.warning("could not describe AWS Batch job %s: %s", job_id, lookup)
+        details = {}
+    why = failure_text(entity, stage, job_id, details)
+    _record_failure(store, record, entity, run_id, stage, attempt, why, job_id, str(details.get("logUrl") or ""))
+    return AirflowException(f"{why} [{exc}]")
+
+
+def _record_failure(
+    store: Any,
+    record: Any,
+    entity: str,
+    run_id: str,
+    stage: str,
+    attempt: int,
+    why: str,
+    job_id: str,
+    log_url: str,
+) -> None:
+    """Record ``why`` as this try's failure of the stage, keeping what the try recorded before."""
+    from entity_etl.runtime.run_store import StageRecord, StaleUpdateError, now_iso
+
+    same_try = record is not None and record.attempt == attempt
+    with contextlib.suppress(StaleUpdateError):  # the store may hold a later state of this stage
+        store.put(
+            StageRecord(
+                entity,
+                run_id,
+                stage,
+                "failed",
+                attempt=attempt,
+                started_at=record.started_at if same_try else now_iso(),
+                ended_at=now_iso(),
+                stats=record.stats if same_try else {},
+                error=why,
+                batch_job_id=job_id,
+                log_url=log_url,
+            )
+        )

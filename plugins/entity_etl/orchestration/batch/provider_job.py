@@ -13,12 +13,16 @@ import functools
 import inspect
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.sdk.bases.operator import ExecutorSafeguard
 
-from entity_etl.orchestration.stage_operator import ACTIVE_STATES
+from entity_etl.orchestration.batch import surface
+
+#: The job states in which AWS Batch may still run a job: the provider's own list.
+ACTIVE_STATES: tuple[str, ...] = tuple(BatchClientHook.INTERMEDIATE_STATES)
 
 
 class StageBatchJob(BatchOperator):
@@ -53,6 +57,19 @@ def accepted_arguments() -> frozenset[str]:
     names = set(inspect.signature(BatchOperator.__init__).parameters)
     names |= set(inspect.signature(AwsBaseOperator.__init__).parameters)
     return frozenset(names - {"self", "kwargs"})
+
+
+def build_stage_job(task: Any) -> StageBatchJob:
+    """The provider's ``BatchOperator`` for the stage task ``task``, with its (rendered) Batch arguments."""
+    accepted = accepted_arguments()
+    arguments = {name: getattr(task, name) for name in surface.ARGUMENTS if name in accepted and hasattr(task, name)}
+    return StageBatchJob(
+        task_id=task.task_id,
+        do_xcom_push=task.do_xcom_push,
+        execution_timeout=task.execution_timeout,
+        logger_name=task._logger_name or f"{type(task).__module__}.{type(task).__name__}",
+        **arguments,
+    )
 
 
 def execute_inside_task(job: StageBatchJob, context: Any) -> Any:
