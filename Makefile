@@ -112,7 +112,7 @@ bench-chaos: venv
 # MUTANTS: mutant name globs, default the dedupe/load_target functions, lease, chunks and the codec.
 MUTANTS ?= entity_etl.runtime.chunks.* entity_etl.runtime.lease.* entity_etl.runtime.csv_codec.* \
 	entity_etl.runtime.stages.dedupe.* entity_etl.runtime.stages.load_target.* \
-	entity_etl.runtime.databases.x_replaces*
+	entity_etl.runtime.databases.base.x_replaces*
 mutation: venv
 	@rm -rf .mutmut && mkdir .mutmut && cp -r tests pyproject.toml .mutmut/ && cp -r plugins .mutmut/src
 	@cd .mutmut && $(UV) run --project $(CURDIR) --frozen --all-extras \
