@@ -3,7 +3,6 @@ in the run store), and release it (closing the record); and the run's lease owne
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -11,8 +10,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from entity_etl.runtime import run_records
 from entity_etl.runtime.lease import LeaseHeldError, default_ttl_s, open_lease_store
-from entity_etl.runtime.run_store import RUN, StageRecord, StaleUpdateError, now_iso, open_run_store
+from entity_etl.runtime.run_store import open_run_store
 
 
 def lease_owner(context: Any) -> str:
@@ -52,10 +52,10 @@ class EntityLeaseSensor(BaseSensorOperator):
             self.log.info("waiting for the entity lease: %s", exc)
             return False
         self.log.info("entity lease taken by %s until %s", owner, lease.expires_at)
-        record = StageRecord(self.entity, str(context["run_id"]), RUN, "running", attempt=int(context["ti"].try_number))
         # A retry of this setup task after the run record moved on keeps the later record.
-        with contextlib.suppress(StaleUpdateError):
-            open_run_store().put(record)
+        run_records.open_run(
+            open_run_store(), self.entity, str(context["run_id"]), attempt=int(context["ti"].try_number)
+        )
         return True
 
     def execute(self, context: Any) -> Any:
@@ -82,25 +82,9 @@ class EntityLeaseReleaseOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         run_id = str(context["run_id"])
         store = open_run_store()
-        records = {r.stage: r for r in store.run_records(self.entity, run_id)}
-        failed = [s for s in self.stages if records.get(s) is None or records[s].status != "succeeded"]
-        status = "failed" if failed else "succeeded"
-        opened = records.get(RUN)
-        try:
-            store.put(
-                StageRecord(
-                    self.entity,
-                    run_id,
-                    RUN,
-                    status,
-                    attempt=(opened.attempt if opened else 1),
-                    started_at=opened.started_at if opened else now_iso(),
-                    ended_at=now_iso(),
-                    error=f"stages not succeeded: {', '.join(failed)}" if failed else "",
-                )
-            )
-        except StaleUpdateError as exc:
-            self.log.warning("run record not updated: %s", exc)
+        status, failed, written = run_records.close_run(store, self.entity, run_id, self.stages)
+        if not written:
+            self.log.warning("run record not updated: the store holds a later state of it")
         released = open_lease_store().release(self.entity, lease_owner(context))
         self.log.info(
             "run %s of %s: %s; entity lease %s",

@@ -7,7 +7,6 @@ imported when a function needs them.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 # Where AWS Batch writes a job's container log when the job definition names no awslogs group: part of
@@ -105,6 +104,7 @@ def explain_failure(
     failure, since a container that died (out of memory, image pull, SIGKILL) recorded nothing."""
     from airflow.sdk.exceptions import AirflowException
 
+    from entity_etl.runtime import run_records
     from entity_etl.runtime.run_store import open_run_store
 
     if not job_id:  # not submitted (a bad queue, no permission): the provider's error says it all
@@ -116,46 +116,24 @@ def explain_failure(
         log.warning("could not read the run store: %s: %s", type(lookup).__name__, lookup)
         return exc
     attempt = attempt or (record.attempt if record else 1)
-    if record is not None and record.status == "failed" and record.attempt == attempt and record.error:
-        return AirflowException(f"{record.error} [{exc}]")
+    own = run_records.failed_stage_error(record, attempt)
+    if own:
+        return AirflowException(f"{own} [{exc}]")
     try:
         details = batch_failure_details(job_id)
     except Exception as lookup:
         log.warning("could not describe AWS Batch job %s: %s", job_id, lookup)
         details = {}
     why = failure_text(entity, stage, job_id, details)
-    _record_failure(store, record, entity, run_id, stage, attempt, why, job_id, str(details.get("logUrl") or ""))
+    run_records.record_batch_failure(
+        store,
+        record,
+        entity=entity,
+        run_id=run_id,
+        stage=stage,
+        attempt=attempt,
+        why=why,
+        job_id=job_id,
+        log_url=str(details.get("logUrl") or ""),
+    )
     return AirflowException(f"{why} [{exc}]")
-
-
-def _record_failure(
-    store: Any,
-    record: Any,
-    entity: str,
-    run_id: str,
-    stage: str,
-    attempt: int,
-    why: str,
-    job_id: str,
-    log_url: str,
-) -> None:
-    """Record ``why`` as this try's failure of the stage, keeping what the try recorded before."""
-    from entity_etl.runtime.run_store import StageRecord, StaleUpdateError, now_iso
-
-    same_try = record is not None and record.attempt == attempt
-    with contextlib.suppress(StaleUpdateError):  # the store may hold a later state of this stage
-        store.put(
-            StageRecord(
-                entity,
-                run_id,
-                stage,
-                "failed",
-                attempt=attempt,
-                started_at=record.started_at if same_try else now_iso(),
-                ended_at=now_iso(),
-                stats=record.stats if same_try else {},
-                error=why,
-                batch_job_id=job_id,
-                log_url=log_url,
-            )
-        )

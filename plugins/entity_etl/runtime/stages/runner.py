@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from entity_etl.runtime import csv_codec, fencing, staging_ledger
+from entity_etl.runtime import csv_codec, fencing, run_records, staging_ledger
 from entity_etl.runtime.connections import ConnectionNotFoundError
 from entity_etl.runtime.databases import DatabaseError
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError
 from entity_etl.runtime.metrics import stage_metrics
-from entity_etl.runtime.run_store import StageRecord, StaleUpdateError, now_iso
+from entity_etl.runtime.run_store import StaleUpdateError
 from entity_etl.runtime.stages.cleanup import cleanup
 from entity_etl.runtime.stages.context import STAGES, Attempt, RunContext, StageError, record_name
 from entity_etl.runtime.stages.dedupe import dedupe
@@ -101,17 +101,16 @@ def _run_recorded(
         resume = previous is None or previous.status != "succeeded"
         if number is None:
             number = previous.attempt + 1 if previous else 1
-        record = StageRecord(
-            ctx.entity,
-            ctx.run_id,
-            name,
-            "running",
-            attempt=number,
-            started_at=started.isoformat(),
-            batch_job_id=ctx.batch_job_id,
-        )
         try:
-            ctx.run_store.put(record)
+            run_records.start_stage(
+                ctx.run_store,
+                ctx.entity,
+                ctx.run_id,
+                name,
+                attempt=number,
+                started=started,
+                batch_job_id=ctx.batch_job_id,
+            )
         except StaleUpdateError as exc:
             raise StageError(f"{ctx.entity}: {name}: not started: {exc}") from exc
     attempt = Attempt(resume=resume, lease_guard=guard, fence=fence, number=number)
@@ -158,19 +157,16 @@ def _finish(
             log.warning("%s: %s: metrics not sent: %s: %s", ctx.entity, stage, type(exc).__name__, exc)
     if ctx.run_store is not None:
         try:
-            ctx.run_store.put(
-                StageRecord(
-                    ctx.entity,
-                    ctx.run_id,
-                    name,
-                    "succeeded" if stats is not None else "failed",
-                    attempt=run.attempt or 1,
-                    started_at=run.started.isoformat(),
-                    ended_at=now_iso(),
-                    stats=stats.to_dict() if stats is not None else {},
-                    error=error[:2000],
-                    batch_job_id=ctx.batch_job_id,
-                )
+            run_records.finish_stage(
+                ctx.run_store,
+                ctx.entity,
+                ctx.run_id,
+                name,
+                attempt=run.attempt or 1,
+                started=run.started,
+                stats=stats.to_dict() if stats is not None else None,
+                error=error,
+                batch_job_id=ctx.batch_job_id,
             )
         except StaleUpdateError:
             if name == stage and stats is not None and record_name(ctx, stage) != stage:
