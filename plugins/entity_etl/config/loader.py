@@ -27,7 +27,7 @@ from entity_etl.config.table_identity import table_clashes
 from entity_etl.config.validation_memo import ValidationMemo
 from entity_etl.runtime.settings import include_dir
 
-try:  # libyaml's parser: about 10x faster than PyYAML's pure-Python one (bench/README.md)
+try:  # libyaml's parser: much faster than PyYAML's pure-Python one (bench/README.md)
     from yaml import CSafeLoader as _SafeLoader
 except ImportError:  # a PyYAML built without libyaml
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]

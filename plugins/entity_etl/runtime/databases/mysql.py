@@ -20,7 +20,7 @@ from entity_etl.runtime.databases.base import _INTERVAL_PARAM, Database, Databas
 #: Session variables set on each MySQL connection of the stages (not on the extract's raw streaming
 #: connection). The dedupe's ROW_NUMBER() derived table and load_target's ordered reads use implicit
 #: temporary tables, which the server moves to disk past its default 16 MB: with 256 MB the dedupe of
-#: 2M staged rows stays in memory and takes 3.0 s instead of 7.5 s (bench/README.md). A connection's
+#: a benchmark-sized staging table stays in memory, less than half the time (figures in bench/README.md). A connection's
 #: ``session_variables`` extra overrides them, and ``null`` drops one.
 SESSION_VARIABLES: dict[str, int | str] = {"tmp_table_size": 256 << 20, "max_heap_table_size": 256 << 20}
 _SESSION_VARIABLE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -394,8 +394,8 @@ class MySQLDatabase(Database):
         """``LOAD DATA LOCAL INFILE`` from a FIFO that a thread fills from ``source``.
 
         The server parses one part while the thread decompresses it, and no decompressed copy is
-        written to disk and read back: loading 2M bench rows took 14.5 to 18.0 s this way against 17.2 to
-        19.3 s through a temporary file (bench/README.md). If ``source`` fails part way, its error is
+        written to disk and read back, which is faster than a temporary file (figures in bench/README.md).
+        If ``source`` fails part way, its error is
         raised after the load, which may have loaded the records before it: roll back.
         """
         if not hasattr(os, "mkfifo"):

@@ -31,7 +31,7 @@ class _PartWriter:
     def __init__(self, path: Path, order: list[int] | None) -> None:
         self.path, self.order, self.rows = path, order, 0
         self._raw = path.open("wb")
-        # Level 1: ~7x faster than gzip's default 9 for ~10% more bytes (see bench/README.md).
+        # Level 1: several times faster than gzip's default 9 for a few more bytes (bench/README.md).
         self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0)
 
     def write(self, batch: Sequence[Sequence[bytes | None]]) -> None:
