@@ -33,7 +33,7 @@ from entity_etl.orchestration.factory import build_entity_dag
 from entity_etl.orchestration.stage_operator import ACTIVE_STATES, EntityStageOperator
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import StageRecord, open_run_store
-from servers import MotoServer, start_moto
+from support.servers import MotoServer, start_moto
 
 pytestmark = pytest.mark.moto
 

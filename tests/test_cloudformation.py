@@ -49,7 +49,7 @@ from entity_etl.config.model import ComputeConfig
 from entity_etl.orchestration.batch_job import FORWARDED_ENV, batch_job_name, container_overrides, stage_command
 from entity_etl.runtime.lease import DynamoLeaseStore
 from entity_etl.runtime.run_store import DynamoRunStore
-from servers import MotoServer
+from support.servers import MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 CFN_DIR = ROOT / "deploy" / "cloudformation"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entity_etl.runtime.csv_codec import CsvFormatError, encode_row, iter_records
-from odd_values import ODD_TEXT
+from support.odd_values import ODD_TEXT
 
 
 def _roundtrip(rows: list[list[str | None]], block_size: int = 1 << 20) -> list[list[str | None]]:

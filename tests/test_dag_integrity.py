@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from entity_etl.config.loader import load_entities
-from entity_files import ROOT, make_include, write_entity
+from support.entity_files import ROOT, make_include, write_entity
 
 DAGS = ROOT / "dags"
 

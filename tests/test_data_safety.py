@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 
-from entity_files import make_include, write_entity
-from odd_values import ODD_TEXT
-from pipeline import etlctl_run_stage
-from servers import MariaDB
+from support.entity_files import make_include, write_entity
+from support.odd_values import ODD_TEXT
+from support.pipeline import etlctl_run_stage
+from support.servers import MariaDB
 
 DAY_A = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAY_B = DAY_A + dt.timedelta(days=1)

@@ -1,6 +1,6 @@
 """A run that lost its entity lease never commits: the lease epoch, the target's ``etl_fence`` row checked
 in each commit's transaction, the half-TTL rule, and the validated numeric settings. On SQLite and on
-MariaDB (tests/servers.py); the DynamoDB lease store on a real moto server."""
+MariaDB (tests/support/servers.py); the DynamoDB lease store on a real moto server."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from entity_etl.runtime.databases import open_database
 from entity_etl.runtime.lease import DynamoLeaseStore, LeaseKeeper, LeaseStore, SqliteLeaseStore
 from entity_etl.runtime.run_store import SqliteRunStore
 from entity_etl.runtime.stages import StageError, run_stage
-from entity_files import make_include, write_entity
-from pipeline import context, etlctl_run_stage, run_all
-from servers import MariaDB
+from support.entity_files import make_include, write_entity
+from support.pipeline import context, etlctl_run_stage, run_all
+from support.servers import MariaDB
 
 ENTITY = """\
 entity: fx

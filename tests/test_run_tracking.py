@@ -17,8 +17,8 @@ from entity_etl.runtime.lease import SqliteLeaseStore
 from entity_etl.runtime.metrics import CloudWatchMetrics
 from entity_etl.runtime.run_store import SqliteRunStore
 from entity_etl.runtime.stages import StageError, run_stage
-from entity_files import make_include, write_entity
-from pipeline import context, run_all
+from support.entity_files import make_include, write_entity
+from support.pipeline import context, run_all
 
 SQL = "SELECT id, label, amount, changed_at FROM src"
 

@@ -38,7 +38,7 @@ from lambdas.survey import update_survey_result as survey_result
 from lambdas.survey.phone import mask_phone, mask_phones_in_text
 from lambdas.survey.settings import CallbackSettings, ConfigurationError, CustomerLookupSettings, ResultSettings
 
-from servers import MotoServer
+from support.servers import MotoServer
 
 pytestmark = pytest.mark.moto
 

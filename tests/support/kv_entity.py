@@ -1,4 +1,4 @@
-"""The ``kv`` test entity on SQLite or MariaDB (tests/servers.py): the source and target database, the
+"""The ``kv`` test entity on SQLite or MariaDB (tests/support/servers.py): the source and target database, the
 entity file and a run of every stage; shared by the target-safety and staging-ledger tests."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from entity_files import make_include, write_entity
-from pipeline import context, run_all
-from servers import MariaDB
+from .entity_files import make_include, write_entity
+from .pipeline import context, run_all
+from .servers import MariaDB
 
 DAY_A = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAY_B = DAY_A + dt.timedelta(days=1)

@@ -5,7 +5,7 @@ without a lock; two concurrent conditional writes to one item can both pass. Rea
 conditional writes to an item atomically, and the entity lease relies on exactly that, so the test
 server wraps moto's write handlers in one lock. Everything else is moto as shipped.
 
-Usage: python tests/moto_launcher.py -H 127.0.0.1 -p PORT
+Usage: python tests/support/moto_launcher.py -H 127.0.0.1 -p PORT
 """
 
 from __future__ import annotations
