@@ -2,7 +2,7 @@
 
 What it does, in one run, for each ``--rows`` size (a comma list runs several sizes, each on a fresh server):
 
-1. starts a private MariaDB (``tests/servers.py``) and fills a source table with that many rows of a
+1. starts a private MariaDB (``tests/support/servers.py``) and fills a source table with that many rows of a
    company-like entity in one ``INSERT ... SELECT`` from MariaDB's sequence engine (seconds for 1M rows):
    varchar business keys with ``--dup-every`` duplicate keys (newer and older copies), multi-byte names
    (German, Japanese, Greek, Cyrillic, Portuguese), emoji, quotes, commas, tabs, newlines, backslashes,
@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from servers import MariaDB, start_mariadb  # noqa: E402
+from support.servers import MariaDB, start_mariadb  # noqa: E402
 
 RSS_GOAL_MB = 300
 RSS_GROWTH_GOAL = 0.10

@@ -2,7 +2,7 @@
 
 What it does, in one run:
 
-1. starts a moto server (``tests/servers.py``) and creates the survey tables from
+1. starts a moto server (``tests/support/servers.py``) and creates the survey tables from
    ``lambdas/survey/infra/tables/``, with the function's environment pointing at them;
 2. stubs Amazon Connect's ``StartOutboundVoiceContact`` with botocore's ``Stubber`` (moto lacks it),
    so a "call" costs only the stub;
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from servers import start_moto  # noqa: E402
+from support.servers import start_moto  # noqa: E402
 
 SURVEY = ROOT / "lambdas" / "survey"
 REGION = "eu-west-2"

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Airflow must never touch a developer's ~/airflow from the tests: one throwaway home per session.
 _AIRFLOW_HOME = Path(os.environ.get("PYTEST_AIRFLOW_HOME", f"/tmp/entity-etl-test-airflow-{os.getpid()}"))
@@ -24,7 +21,7 @@ for _leak in [k for k in os.environ if k.startswith("ETL_")]:
 # The embedded state store (run records, leases) of the whole session, never ~/.local/share.
 os.environ["ETL_STATE_DB"] = str(_AIRFLOW_HOME / "etl-state.db")
 
-from servers import MariaDB, MotoServer, start_mariadb, start_moto  # noqa: E402
+from support.servers import MariaDB, MotoServer, start_mariadb, start_moto  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

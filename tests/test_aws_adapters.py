@@ -24,7 +24,7 @@ from entity_etl.runtime.connections import (
 )
 from entity_etl.runtime.object_store import S3ObjectStore, open_object_store
 from entity_etl.runtime.translators import AmazonTranslator, TranslationError
-from servers import MotoServer
+from support.servers import MotoServer
 
 REGION = "eu-west-1"
 BUCKET = "etl-extracts"

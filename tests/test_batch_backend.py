@@ -34,7 +34,7 @@ from entity_etl.orchestration.factory import build_entity_dag
 from entity_etl.orchestration.stage_operator import EntityStageOperator
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import StageRecord, open_run_store
-from servers import MotoServer, start_moto
+from support.servers import MotoServer, start_moto
 
 pytestmark = pytest.mark.moto
 
@@ -275,11 +275,13 @@ def test_aws_batch_accepts_the_odd_job_names(aws: MotoServer) -> None:
 
 
 # -- submitting, attaching, retrying --------------------------------------------------------------
+SLOW_JOB_S = 10
 EXTRA_SERVERS = {
     # jobs succeed at once
     "recording": {},
-    # jobs stay active (SUBMITTED) for 4 s, then fail: moto sleeps inside submit_job with the job registered
-    "slow_failing": {"MOTO_SIMPLE_BATCH_FAIL_AFTER": "4"},
+    # jobs stay active (SUBMITTED) for SLOW_JOB_S, then fail: moto sleeps inside submit_job with the job
+    # registered. Wide, for a loaded machine: the test's operator must still find the job active.
+    "slow_failing": {"MOTO_SIMPLE_BATCH_FAIL_AFTER": str(SLOW_JOB_S)},
     # jobs fail at once
     "failing": {"MOTO_SIMPLE_BATCH_FAIL_AFTER": "0"},
 }
@@ -461,7 +463,7 @@ def test_retry_attaches_to_the_still_active_job_instead_of_submitting_again(
     create_batch_infra(server.endpoint)
     name = batch_job_name("de", "extract", RUN_ID)
 
-    # The earlier try's job. moto's submit_job holds it active for 4 s before it answers (and
+    # The earlier try's job. moto's submit_job holds it active for SLOW_JOB_S before it answers (and
     # then fails the job), so it is submitted from a thread, as the earlier task try would have.
     submitted: dict[str, Any] = {}
 
@@ -471,7 +473,7 @@ def test_retry_attaches_to_the_still_active_job_instead_of_submitting_again(
 
     thread = threading.Thread(target=earlier_try, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + SLOW_JOB_S - 1  # well before the job ends
     active: list[dict[str, Any]] = []
     while not active and time.monotonic() < deadline:
         active = [j for j in jobs_named(server.endpoint, name) if j["status"] in ACTIVE_STATES]
@@ -537,7 +539,7 @@ def test_deferrable_retry_defers_on_the_still_active_job(
         daemon=True,
     )
     thread.start()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + SLOW_JOB_S - 1  # well before the job ends
     active: list[dict[str, Any]] = []
     while not active and time.monotonic() < deadline:
         active = [j for j in jobs_named(server.endpoint, name) if j["status"] in ACTIVE_STATES]
@@ -562,16 +564,17 @@ def test_the_lease_is_renewed_while_the_task_waits_for_its_job(
 ) -> None:
     server = fresh(slow_failing_moto, monkeypatch)
     create_batch_infra(server.endpoint)
-    monkeypatch.setenv("ETL_LEASE_TTL_S", "0.9")  # renewed every 0.3 s
+    # Renewed every 0.75 s, lost after 1.5 s without a renewal: margins a loaded machine keeps.
+    monkeypatch.setenv("ETL_LEASE_TTL_S", "3")
     leases = open_lease_store()
-    leases.acquire("de", f"etl_de/{RUN_ID}", ttl_s=0.9)  # as the run's acquire_lease task did
+    leases.acquire("de", f"etl_de/{RUN_ID}", ttl_s=3)  # as the run's acquire_lease task did
     started = time.time()
     with pytest.raises(Exception, match="failed"):
-        de_operator("extract").execute(task_context())  # moto holds the job active 4 s, then fails it
-    assert time.time() - started > 2  # several lease lifetimes
+        de_operator("extract").execute(task_context())  # moto holds the job active SLOW_JOB_S, then fails it
+    assert time.time() - started > 6  # two lease lifetimes at least
     holder = leases.holder("de")
     assert holder is not None and holder.owner == f"etl_de/{RUN_ID}"
-    assert holder.expires_at > started + 2  # renewed during the wait, not left to expire after 0.9 s
+    assert holder.expires_at > started + 6  # renewed during the wait, not left to expire after 3 s
 
 
 def test_the_job_gets_the_lease_epoch_of_its_run(

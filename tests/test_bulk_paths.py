@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from entity_etl.runtime.connections import parse_connection
 from entity_etl.runtime.csv_codec import encode_row, encode_rows, iter_records
 from entity_etl.runtime.databases import SESSION_VARIABLES, DatabaseError, MySQLDatabase, SqliteDatabase
-from odd_values import ODD_TEXT
-from servers import MariaDB
+from support.odd_values import ODD_TEXT
+from support.servers import MariaDB
 
 # Values that a binary column could hold: encode_rows' marker bytes, alone and next to quotes.
 MARKERS = [b"\xff", b"\xfe", b"\xfd", b'"\xff"', b'\xff","\xff', b"\xfd\n\xfe", b"NULL", b'"', b""]

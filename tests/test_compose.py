@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from entity_etl.config.loader import load_entities
-from servers import MariaDB, MotoServer
+from support.servers import MariaDB, MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())

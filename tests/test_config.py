@@ -13,8 +13,8 @@ import pytest
 
 from entity_etl.config.loader import EntityConfigError, load_entities, load_entity
 from entity_etl.config.model import EntityConfig
-from entity_files import MINIMAL, ROOT, make_include, write_entity
-from pipeline import etlctl_run_stage
+from support.entity_files import MINIMAL, ROOT, make_include, write_entity
+from support.pipeline import etlctl_run_stage
 
 
 def _problems(include: Path, name: str, text: str, env: dict[str, str] | None = None) -> list[str]:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from entity_etl.config.loader import _deep_merge, _parse_yaml, entity_files, load_defaults, load_entities
 from entity_etl.config.model import ComputeConfig
 from entity_etl.config.problems import format_loc
-from entity_files import EXTRACT, MINIMAL, ROOT, make_include
+from support.entity_files import EXTRACT, MINIMAL, ROOT, make_include
 
 SCHEMA = json.loads((ROOT / "include" / "entities" / "entity.schema.json").read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

@@ -1,4 +1,6 @@
-"""The gzip CSV codec: exact round trip of any value, clear errors on malformed input."""
+"""The gzip CSV codec: exact round trip of any value, clear errors on malformed input.
+
+The round trips encode with ``encode_rows`` (what the extract writes) and check it against ``encode_row``."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entity_etl.runtime.csv_codec import CsvFormatError, encode_row, iter_records
-from odd_values import ODD_TEXT
+from entity_etl.runtime.csv_codec import CsvFormatError, encode_row, encode_rows, iter_records
+from support.odd_values import ODD_TEXT
 
 
 def _roundtrip(rows: list[list[str | None]], block_size: int = 1 << 20) -> list[list[str | None]]:
-    data = b"".join(encode_row([None if v is None else v.encode() for v in row]) for row in rows)
+    encoded = [[None if v is None else v.encode() for v in row] for row in rows]
+    data = encode_rows(encoded)
+    assert data == b"".join(encode_row(row) for row in encoded)
     return list(iter_records(io.BytesIO(data), expected_fields=len(rows[0]) if rows else None, block_size=block_size))
 
 
@@ -24,6 +28,7 @@ def test_odd_values_round_trip() -> None:
 
 def test_null_and_empty_and_the_word_null_stay_distinct() -> None:
     assert encode_row([None, b"", b"NULL"]) == b'NULL,"","NULL"\n'
+    assert encode_rows([[None, b"", b"NULL"], [b'a"b', None, b""]]) == b'NULL,"","NULL"\n"a""b",NULL,""\n'
     assert _roundtrip([[None, "", "NULL"]]) == [[None, "", "NULL"]]
 
 
@@ -41,6 +46,30 @@ def test_any_unicode_round_trips(rows: list[list[str | None]]) -> None:
         [v if v is None else v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for v in r] for r in rows
     ]
     assert _roundtrip(rows, block_size=5) == rows
+
+
+def test_encode_rows_edge_batches() -> None:
+    assert encode_rows([]) == b""
+    assert encode_rows(iter([[b"x"]])) == b'"x"\n'  # any iterable of rows
+    assert encode_rows([[b"a", b"b", b"c"]], order=[2, 0]) == b'"c","a"\n'
+    assert encode_rows([[b"a", b"b"]], order=[1]) == b'"b"\n'
+    assert encode_rows([[], [b"a"]]) == b'\n"a"\n'  # a row of no values is an empty record
+
+
+@pytest.mark.parametrize("value", [b"\xff", b"\xfe", b"\xfd", b'"\xff"', b"a\xfe\xfdb"])
+def test_encode_rows_with_its_marker_bytes_in_a_value_falls_back_to_encode_row(value: bytes) -> None:
+    rows = [[value, None], [b"plain", value]]
+    assert encode_rows(rows) == encode_row(rows[0]) + encode_row(rows[1])
+
+
+def test_encode_rows_of_a_non_bytes_value_fails_as_encode_row_does() -> None:
+    with pytest.raises(AttributeError):
+        encode_rows([[b"a", 1]])  # type: ignore[list-item]
+
+
+def test_encode_rows_across_its_internal_blocks_round_trips() -> None:
+    rows = [[str(i), None if i % 3 else ODD_TEXT[i % len(ODD_TEXT)]] for i in range(4_500)]  # > 2 blocks
+    assert _roundtrip(rows) == rows
 
 
 def test_truncated_file_names_the_record() -> None:

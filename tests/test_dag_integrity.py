@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from entity_etl.config.loader import load_entities
-from entity_files import ROOT, make_include, write_entity
+from support.entity_files import ROOT, make_include, write_entity
 
 DAGS = ROOT / "dags"
 
@@ -55,36 +55,58 @@ def stages_of(dag) -> list[str]:  # type: ignore[no-untyped-def]
     return order[1:-2]
 
 
-def test_no_import_errors(bag) -> None:  # type: ignore[no-untyped-def]
-    assert bag.import_errors == {}
+def expected_dag_ids() -> list[str]:
+    """The DAGs dags/ must hold, known without Airflow: one per enabled entity, and the NPS DAG (tests/test_nps.py)."""
+    return sorted({f"etl_{e}" for e in load_entities().enabled} | {"survey_nps_daily"})
+
+
+DAG_IDS = expected_dag_ids()
+ENTITY_DAG_IDS = [d for d in DAG_IDS if d.startswith("etl_")]
+DAG_FILES = sorted(p.name for p in DAGS.glob("*.py"))
+
+
+@pytest.mark.parametrize("filename", DAG_FILES)
+def test_file_imports(bag, filename: str) -> None:  # type: ignore[no-untyped-def]
+    """Each file of dags/ parses without an import error (the Astro template's test_file_imports)."""
+    assert {Path(p).name: e for p, e in bag.import_errors.items() if Path(p).name == filename} == {}
 
 
 def test_one_dag_per_enabled_entity(bag) -> None:  # type: ignore[no-untyped-def]
-    enabled = load_entities().enabled
-    # dags/ holds the entity DAGs and the NPS DAG (tests/test_nps.py).
-    assert set(bag.dag_ids) == {f"etl_{e}" for e in enabled} | {"survey_nps_daily"}
-    assert len(enabled) >= 3
+    assert set(bag.dag_ids) == set(DAG_IDS)
+    assert len(ENTITY_DAG_IDS) >= 3
 
 
-def test_dag_rules(bag) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_dag_integrity(bag, dag_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Every DAG, one case each: it is there, tagged, owned, documented, one run at a time, and each run owns
+    its data interval."""
     from airflow.sdk import CronDataIntervalTimetable
 
-    configs = load_entities().enabled
-    for dag_id in (d for d in bag.dag_ids if d.startswith("etl_")):
-        dag = bag.dags[dag_id]
-        config = configs[dag_id.removeprefix("etl_")]
-        assert dag.max_active_runs == 1
-        assert dag.catchup == config.catchup
-        assert stages_of(dag) == config.stages
-        assert ("translate" in dag.task_ids) == config.translate.enabled
-        assert isinstance(dag.timetable, CronDataIntervalTimetable), "a run must own its data interval"
-        assert dag.timetable.expression == config.cron
-        assert f"entity:{config.entity}" in dag.tags
-        for task in dag.tasks:
-            assert task.owner == config.owner
-            assert task.retries == config.retries
-        assert f"Entity `{config.entity}`" in (dag.doc_md or "")
-        assert "columns:" not in (dag.doc_md or ""), "doc_md summarises, it does not dump the YAML"
+    assert dag_id in bag.dags, f"{dag_id} is missing from dags/ (import errors: {sorted(bag.import_errors)})"
+    dag = bag.dags[dag_id]
+    assert dag.tags, f"{dag_id} has no tags"
+    assert dag.max_active_runs == 1
+    assert isinstance(dag.timetable, CronDataIntervalTimetable), "a run must own its data interval"
+    assert (dag.doc_md or "").strip(), f"{dag_id} has no doc_md"
+    assert all(t.owner and t.owner != "airflow" for t in dag.tasks), "every task names its owning team"
+
+
+@pytest.mark.parametrize("dag_id", ENTITY_DAG_IDS)
+def test_dag_rules(bag, dag_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Each entity DAG is its entity file: catch-up, stages, schedule, tags, owner, retries and alerts."""
+    dag = bag.dags[dag_id]
+    config = load_entities().enabled[dag_id.removeprefix("etl_")]
+    assert dag.catchup == config.catchup
+    assert stages_of(dag) == config.stages
+    assert ("translate" in dag.task_ids) == config.translate.enabled
+    assert dag.timetable.expression == config.cron
+    assert f"entity:{config.entity}" in dag.tags
+    for task in dag.tasks:
+        assert task.owner == config.owner
+        assert task.retries == config.retries
+    assert bool(dag.on_failure_callback) == config.notify.on_failure
+    assert f"Entity `{config.entity}`" in (dag.doc_md or "")
+    assert "columns:" not in (dag.doc_md or ""), "doc_md summarises, it does not dump the YAML"
 
 
 def test_stage_order_and_translate_only_where_enabled(bag) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -33,10 +32,11 @@ from typing import Any
 
 import pytest
 
-from entity_files import make_include, write_entity
-from odd_values import ODD_TEXT
-from pipeline import etlctl_run_stage
-from servers import MariaDB
+from support.entity_files import make_include, write_entity
+from support.odd_values import ODD_TEXT
+from support.pipeline import etlctl_run_stage
+from support.scratch_db import ScratchDb
+from support.servers import MariaDB
 
 DAY_A = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAY_B = DAY_A + dt.timedelta(days=1)
@@ -63,36 +63,11 @@ Row = tuple[str, str | None, int | None, str | None, str]  # id, label, v, note,
 
 
 # -- the harness ------------------------------------------------------------------------------------
-class Db:
+class Db(ScratchDb):
     """One database (source and target): a SQLite file, or a fresh database on the session's MariaDB."""
 
     def __init__(self, kind: str, tmp: Path, mariadb: MariaDB | None = None, db: str = "") -> None:
-        self.kind, self.path, self.mariadb, self.db = kind, tmp / "ds.db", mariadb, db
-
-    def conn_json(self) -> str:
-        if self.kind == "mariadb":
-            assert self.mariadb is not None
-            return self.mariadb.conn_json(self.db)
-        return json.dumps({"conn_type": "sqlite", "host": str(self.path)})
-
-    def sql(self, statement: str, rows: Sequence[Sequence[Any]] | None = None) -> list[tuple[Any, ...]]:
-        if self.kind == "sqlite":
-            conn: Any = sqlite3.connect(self.path)
-            statement = statement.replace("%s", "?")
-        else:
-            assert self.mariadb is not None
-            conn = self.mariadb.connect(self.db)
-        try:
-            cur = conn.cursor()
-            if rows is not None:
-                cur.executemany(statement, rows)
-            else:
-                cur.execute(statement)
-            result = list(cur.fetchall()) if cur.description else []
-            conn.commit()
-            return result
-        finally:
-            conn.close()
+        super().__init__(kind, tmp / "ds.db", mariadb, db)
 
     def create_source(self, rows: Sequence[Row]) -> None:
         # The source's own key column compares byte by byte (NO PAD), as a source with such keys must.

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from demo.survey_traffic import DEMO_DAYS, plan_traffic
 
-from entity_files import ROOT
+from support.entity_files import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from entity_files import ROOT
+from support.entity_files import ROOT
 
 PACKAGE = "entity_etl"
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from entity_files import make_include, write_entity
-from servers import require
+from support.entity_files import make_include, write_entity
+from support.servers import require
 from test_mwaa import find_python312, find_uv
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from kv_entity import DAY_A, DAY_B, Backend, Row, backend, include_for, ts
-from pipeline import context, run_all
+from support.kv_entity import DAY_A, DAY_B, Backend, Row, backend, include_for, ts
+from support.pipeline import context, run_all
 
 __all__ = ["backend"]  # the SQLite / MariaDB fixture of kv_entity.py
 

@@ -1,5 +1,5 @@
 """Truly concurrent lease acquirers: separate processes released together at a barrier, round after
-round, on SQLite and on DynamoDB (the moto server of tests/servers.py).
+round, on SQLite and on DynamoDB (the moto server of tests/support/servers.py).
 
 Threads of one process (tests/test_state_stores.py) barely overlap under the GIL; processes do. In
 each round every process tries to take the same entity's lease at once: exactly one wins and every

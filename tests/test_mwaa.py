@@ -6,7 +6,7 @@
 * The MWAA container's view: the ``dags/`` prefix downloaded from moto into an MWAA-like
   ``AIRFLOW_HOME``, plugins.zip unzipped into its ``plugins/``, the variables startup.sh exports; the
   plugin manager, the triggerer's import of the Deadline Alert callback and the DAG processor's parse,
-  in a subprocess where this checkout is not importable (``tests/mwaa_probe.py``).
+  in a subprocess where this checkout is not importable (``tests/support/mwaa_probe.py``).
 * ``slow``: the same in a separate Python 3.12 venv with MWAA 3.3.1's pins (apache-airflow 3.3.1,
   amazon provider 9.34.0, mysql provider 6.6.1), cached in ``.venv-mwaa``, plus a Batch stage
   submitted through that amazon provider's ``BatchOperator`` to moto.
@@ -35,12 +35,12 @@ from deploy.mwaa import deploy as deploy_mod
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from entity_files import write_entity
-from servers import IN_CI, MotoServer
+from support.entity_files import write_entity
+from support.servers import IN_CI, MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 MWAA = ROOT / "deploy" / "mwaa"
-PROBE = Path(__file__).with_name("mwaa_probe.py")
+PROBE = Path(__file__).with_name("support") / "mwaa_probe.py"
 BUCKET = "mwaa-entity-etl"
 REGION = "eu-west-1"
 CONSTRAINTS_URL = "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.1/constraints-3.12.txt"
@@ -433,7 +433,7 @@ def mwaa_home(s3: Any, base: Path) -> tuple[Path, dict[str, str]]:
 
 
 def run_probe(python: str, mode: str, home: Path, env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """``tests/mwaa_probe.py`` in a clean environment, from a folder outside this checkout."""
+    """``tests/support/mwaa_probe.py`` in a clean environment, from a folder outside this checkout."""
     script = tmp / "mwaa_probe.py"
     shutil.copy2(PROBE, script)
     base = {

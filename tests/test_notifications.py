@@ -43,8 +43,8 @@ from entity_etl.orchestration.notifier import (
     redact,
     run_too_long_alert,
 )
-from servers import MotoServer, free_port, start_moto
-from teams_lambda import load_teams_handler
+from support.servers import MotoServer, free_port, start_moto
+from support.teams_lambda import load_teams_handler
 
 pytestmark = pytest.mark.moto
 

@@ -45,8 +45,8 @@ from entity_etl.nps.report_table import (
 from entity_etl.nps.settings import DEFAULT_SCALE, NpsSettingError, NpsSettings, RatingScale
 from entity_etl.runtime.connections import parse_connection
 from entity_etl.runtime.databases import Database, open_database
-from servers import MariaDB, MotoServer
-from teams_lambda import load_teams_handler
+from support.servers import MariaDB, MotoServer
+from support.teams_lambda import load_teams_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from entity_etl.runtime import object_keys
-from entity_files import ROOT
-from pipeline import context
+from support.entity_files import ROOT
+from support.pipeline import context
 
 RUN_IDS = [
     "scheduled__2026-01-01T00:00:00+00:00",

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from entity_etl.runtime.stages import StageError, run_stage
-from entity_files import make_include, write_entity
-from pipeline import END, START, context, etlctl_run_stage, run_all
-from servers import MariaDB, free_port
+from support.entity_files import make_include, write_entity
+from support.pipeline import END, START, context, etlctl_run_stage, run_all
+from support.servers import MariaDB, free_port
 
 ENTITY = """\
 entity: acme

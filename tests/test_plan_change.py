@@ -27,8 +27,8 @@ from entity_etl.runtime.chunks import decode_key, encode_key
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import open_run_store
 from entity_etl.runtime.stages import run_stage
-from kv_entity import DAY_A, DAY_B, DAY_C, SQL, Backend, Row, backend, include_for
-from pipeline import context, etlctl_run_stage
+from support.kv_entity import DAY_A, DAY_B, DAY_C, SQL, Backend, Row, backend, include_for
+from support.pipeline import context, etlctl_run_stage
 
 __all__ = ["backend"]  # the SQLite / MariaDB fixture of kv_entity.py
 

@@ -15,9 +15,9 @@ from entity_etl.runtime.databases import MySQLDatabase, open_database
 from entity_etl.runtime.redaction import RedactingFilter, redact
 from entity_etl.runtime.run_store import SqliteRunStore, StageRecord
 from entity_etl.runtime.stages import StageError
-from entity_files import make_include, write_entity
-from pipeline import etlctl_run_stage
-from servers import free_port
+from support.entity_files import make_include, write_entity
+from support.pipeline import etlctl_run_stage
+from support.servers import free_port
 
 SECRET = "s3cr3t"
 

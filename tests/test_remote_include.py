@@ -18,8 +18,8 @@ import pytest
 
 from entity_etl.config.model import ComputeConfig
 from entity_etl.orchestration.batch.job_spec import container_overrides
-from entity_files import EXTRACT, MINIMAL
-from servers import MotoServer
+from support.entity_files import EXTRACT, MINIMAL
+from support.servers import MotoServer
 
 BUCKET = "mwaa-dags"
 URL = f"s3://{BUCKET}/dags/include"

@@ -39,9 +39,9 @@ from entity_etl.runtime.databases import MySQLDatabase
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import open_run_store
 from entity_etl.runtime.stages import StageError, run_stage
-from entity_files import make_include, write_entity
-from pipeline import END, START, context
-from servers import MariaDB, start_mariadb
+from support.entity_files import make_include, write_entity
+from support.pipeline import END, START, context
+from support.servers import MariaDB, start_mariadb
 
 ENTITY = """\
 entity: acme

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from entity_files import make_include, write_entity
-from odd_values import ODD_TEXT
-from pipeline import context, run_all
-from servers import MariaDB
+from support.entity_files import make_include, write_entity
+from support.odd_values import ODD_TEXT
+from support.pipeline import context, run_all
+from support.servers import MariaDB
 
 ENTITY = """\
 entity: odd

@@ -6,19 +6,20 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
 from entity_etl.runtime import failpoints
-from entity_etl.runtime.lease import SqliteLeaseStore
+from entity_etl.runtime.lease import LeaseLostError, SqliteLeaseStore
 from entity_etl.runtime.metrics import CloudWatchMetrics
 from entity_etl.runtime.run_store import SqliteRunStore
 from entity_etl.runtime.stages import StageError, run_stage
-from entity_files import make_include, write_entity
-from pipeline import context, run_all
+from support.entity_files import make_include, write_entity
+from support.paused import WhilePaused
+from support.pipeline import context, run_all
 
 SQL = "SELECT id, label, amount, changed_at FROM src"
 
@@ -135,8 +136,8 @@ def test_a_run_whose_lease_is_taken_over_mid_stage_stops_at_the_next_checkpoint(
 ) -> None:
     owner, other = "etl_xx/r9", "env-b:etl_xx/r9"
     leases = SqliteLeaseStore(tmp_path / "state.db")
-    monkeypatch.setenv("ETL_LEASE_TTL_S", "0.6")  # renewed every 0.2 s
-    leases.acquire("xx", owner, ttl_s=0.6)
+    monkeypatch.setenv("ETL_LEASE_TTL_S", "3")  # renewed every 0.75 s; lost after 1.5 s without a renewal
+    leases.acquire("xx", owner, ttl_s=3)
     run_all(ctx_factory(run_id="r9", lease_owner=owner), ["cleanup", "extract", "load_staging", "dedupe"])
 
     monkeypatch.setenv("ETL_FAILPOINTS", "load_target.chunk_committed=pause")
@@ -144,22 +145,30 @@ def test_a_run_whose_lease_is_taken_over_mid_stage_stops_at_the_next_checkpoint(
     failpoints.reload()
     marker = tmp_path / "load_target.chunk_committed.paused"
 
+    refused = threading.Event()  # the paused run's keeper tried to renew and was told the lease is gone
+    renew = SqliteLeaseStore.renew
+
+    def watched_renew(self: SqliteLeaseStore, entity: str, owner: str, ttl_s: float) -> Any:
+        try:
+            return renew(self, entity, owner, ttl_s)
+        except LeaseLostError:
+            refused.set()
+            raise
+
+    monkeypatch.setattr(SqliteLeaseStore, "renew", watched_renew)
+
     def take_over() -> None:  # another environment's run, while this one is paused mid-stage
-        deadline = time.monotonic() + 60
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
         assert leases.release("xx", owner)
         leases.acquire("xx", other, ttl_s=600)
-        time.sleep(0.8)  # past a renewal: the paused run's keeper has seen the loss
-        marker.unlink()
+        assert refused.wait(60), "the paused run's keeper never renewed"
 
-    thief = threading.Thread(target=take_over)
-    thief.start()
     try:
-        with pytest.raises(StageError, match=r"^xx: load_target: xx: this run \(etl_xx/r9\) lost the entity lease"):
+        with (
+            WhilePaused(marker, take_over),
+            pytest.raises(StageError, match=r"^xx: load_target: xx: this run \(etl_xx/r9\) lost the entity lease"),
+        ):
             run_stage(ctx_factory(run_id="r9", lease_owner=owner), "load_target")
     finally:
-        thief.join()
         monkeypatch.delenv("ETL_FAILPOINTS")
         failpoints.reload()
     store = SqliteRunStore(tmp_path / "state.db")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from entity_files import ROOT
+from support.entity_files import ROOT
 
 PACKAGE = ROOT / "plugins" / "entity_etl"
 

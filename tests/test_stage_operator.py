@@ -19,7 +19,7 @@ from airflow.sdk import DAG
 from entity_etl.config.model import ComputeConfig
 from entity_etl.orchestration.batch import surface
 from entity_etl.orchestration.stage_operator import EntityStageOperator
-from entity_files import ROOT
+from support.entity_files import ROOT
 
 COMPUTE = ComputeConfig(job_queue="q-1", job_definition="def-1")
 

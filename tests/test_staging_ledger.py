@@ -1,6 +1,6 @@
 """The staging ledger (``etl_owned_tables``): stages only ever drop, empty or change a staging table the
 pipeline created for their entity, and load_target only takes staging that every earlier stage ran
-on. On SQLite and on MariaDB (tests/servers.py).
+on. On SQLite and on MariaDB (tests/support/servers.py).
 
 Configs here are changed with ``model_copy``, past the validator: ``etlctl validate`` refuses these
 mistakes already (tests/test_config.py); the ledger is the last line, for a hand edit or a second
@@ -19,8 +19,8 @@ import pytest
 from entity_etl.runtime import failpoints
 from entity_etl.runtime.stages import RunContext, StageError, run_stage
 from entity_etl.runtime.staging_ledger import LEDGER_TABLE
-from kv_entity import DAY_A, DAY_B, Backend, backend, include_for, ts
-from pipeline import context, run_all
+from support.kv_entity import DAY_A, DAY_B, Backend, backend, include_for, ts
+from support.pipeline import context, run_all
 
 __all__ = ["backend"]  # the fixture, imported for its tests
 

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+import entity_etl.runtime.lease as lease_module
 from entity_etl.runtime.lease import DynamoLeaseStore, LeaseHeldError, LeaseLostError, LeaseStore, SqliteLeaseStore
 from entity_etl.runtime.run_store import (
     Checkpoint,
@@ -188,7 +189,7 @@ def test_chunk_checkpoints_per_stage_and_run(run_store: RunStore) -> None:
 
 
 def test_lease_contention_exactly_one_wins(lease_store: LeaseStore) -> None:
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=60)  # a thread that dies breaks it: no endless wait
     results: dict[str, object] = {}
 
     def contend(owner: str) -> None:
@@ -210,11 +211,29 @@ def test_lease_contention_exactly_one_wins(lease_store: LeaseStore) -> None:
     assert f"de: the entity lease is held by {winners[0]} (expires in" in str(losers[0])
 
 
-def test_expired_lease_is_taken_over(lease_store: LeaseStore) -> None:
+class Clock:
+    """The lease module's clock, moved on by the test rather than waited for (on a loaded machine a
+    sub-second TTL can run out between two calls)."""
+
+    monotonic = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_expired_lease_is_taken_over(lease_store: LeaseStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(lease_module, "time", clock)
     lease_store.acquire("de", "dead-worker", ttl_s=0.5)
     with pytest.raises(LeaseHeldError):
         lease_store.acquire("de", "new-run", ttl_s=60)
-    time.sleep(0.7)
+    clock.now += 0.4
+    with pytest.raises(LeaseHeldError):  # still within its TTL
+        lease_store.acquire("de", "new-run", ttl_s=60)
+    clock.now += 0.2
     lease = lease_store.acquire("de", "new-run", ttl_s=60)
     assert lease.owner == "new-run"
     holder = lease_store.holder("de")

@@ -15,7 +15,7 @@ import pytest
 from entity_etl.config.identifiers import normalised_table, same_table
 from entity_etl.config.loader import EntityConfigError, load_entities, load_entity
 from entity_etl.config.table_identity import check_table_identity
-from entity_files import MINIMAL, make_include, write_entity
+from support.entity_files import MINIMAL, make_include, write_entity
 
 
 @pytest.fixture

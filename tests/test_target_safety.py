@@ -1,5 +1,5 @@
 """The target under backfills, keys that differ only in spaces, tables the upsert cannot use, and
-translation reruns: on SQLite and on MariaDB (tests/servers.py)."""
+translation reruns: on SQLite and on MariaDB (tests/support/servers.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from entity_etl.runtime import failpoints
 from entity_etl.runtime.databases import server_collation
 from entity_etl.runtime.stages import TRANSLATION_CACHE_TABLE, RunContext, StageError, run_stage
 from entity_etl.runtime.translators import Translator
-from kv_entity import DAY_A, DAY_B, Backend, Row, backend, include_for, run, ts
-from pipeline import context, run_all
-from servers import MariaDB
+from support.kv_entity import DAY_A, DAY_B, Backend, Row, backend, include_for, run, ts
+from support.pipeline import context, run_all
+from support.servers import MariaDB
 
 __all__ = ["backend"]  # the fixture, imported for its tests
 

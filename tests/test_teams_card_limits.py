@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from teams_lambda import load_teams_handler
+from support.teams_lambda import load_teams_handler
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ import pytest
 from deploy.local.airflow_local import LocalAirflow, expected_dag_ids, local_airflow
 
 from entity_etl.config.loader import load_entities
-from entity_files import ROOT
-from servers import require
+from support.entity_files import ROOT
+from support.servers import require
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page

@@ -41,12 +41,6 @@ class CsvFormatError(ValueError):
     """The file is not in this codec's format; the message names the record number."""
 
 
-def encode_value(value: bytes | None) -> bytes:
-    if value is None:
-        return NULL
-    return b'"' + value.replace(b'"', b'""') + b'"'
-
-
 def encode_row(values: Sequence[bytes | None]) -> bytes:
     return b",".join([NULL if v is None else b'"' + v.replace(b'"', b'""') + b'"' for v in values]) + b"\n"
 

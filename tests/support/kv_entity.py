@@ -1,20 +1,19 @@
-"""The ``kv`` test entity on SQLite or MariaDB (tests/servers.py): the source and target database, the
+"""The ``kv`` test entity on SQLite or MariaDB (tests/support/servers.py): the source and target database, the
 entity file and a run of every stage; shared by the target-safety and staging-ledger tests."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from entity_files import make_include, write_entity
-from pipeline import context, run_all
-from servers import MariaDB
+from .entity_files import make_include, write_entity
+from .pipeline import context, run_all
+from .scratch_db import ScratchDb
+from .servers import MariaDB
 
 DAY_A = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAY_B = DAY_A + dt.timedelta(days=1)
@@ -41,42 +40,18 @@ SQL = "SELECT id, val, v, sector, sector2 FROM src WHERE ts >= :data_interval_st
 Row = tuple[str, str, int | None, str | None, str | None, str]  # id, val, v, sector, sector2, ts
 
 
-class Backend:
+class Backend(ScratchDb):
     """One target database (also the source): SQLite file or a fresh MariaDB database."""
 
     def __init__(self, kind: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, mariadb: Any = None, db: str = ""):
-        self.kind = kind
-        self.path = tmp / "kv.db"
-        self.mariadb, self.db = mariadb, db
-        conn_json = (
-            mariadb.conn_json(db) if kind == "mariadb" else json.dumps({"conn_type": "sqlite", "host": str(self.path)})
-        )
-        monkeypatch.setenv("AIRFLOW_CONN_KV_SRC", conn_json)
-        monkeypatch.setenv("AIRFLOW_CONN_KV_TGT", conn_json)
+        super().__init__(kind, tmp / "kv.db", mariadb, db)
+        monkeypatch.setenv("AIRFLOW_CONN_KV_SRC", self.conn_json())
+        monkeypatch.setenv("AIRFLOW_CONN_KV_TGT", self.conn_json())
         collate = " COLLATE utf8mb4_nopad_bin" if kind == "mariadb" else ""
         self.sql(
             f"CREATE TABLE src (id VARCHAR(20){collate}, val VARCHAR(50), v INTEGER, "
             "sector VARCHAR(50), sector2 VARCHAR(50), ts VARCHAR(19))"
         )
-
-    def _connect(self) -> Any:
-        return self.mariadb.connect(self.db) if self.kind == "mariadb" else sqlite3.connect(self.path)
-
-    def sql(self, statement: str, rows: Sequence[Sequence[Any]] | None = None) -> list[tuple[Any, ...]]:
-        if self.kind == "sqlite":
-            statement = statement.replace("%s", "?")
-        conn = self._connect()
-        try:
-            cur = conn.cursor()
-            if rows is not None:
-                cur.executemany(statement, rows)
-            else:
-                cur.execute(statement)
-            result = list(cur.fetchall()) if cur.description else []
-            conn.commit()
-            return result
-        finally:
-            conn.close()
 
     def add_source(self, rows: Sequence[Row]) -> None:
         self.sql("INSERT INTO src VALUES (%s, %s, %s, %s, %s, %s)", rows)

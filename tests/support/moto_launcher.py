@@ -7,7 +7,7 @@ server wraps moto's write handlers in one lock. Item reads take it too: moto bui
 ``UpdateItem`` creates attribute by attribute, so a concurrent ``GetItem`` could see it half-made (a key
 and no other attribute), which real DynamoDB never returns. Everything else is moto as shipped.
 
-Usage: python tests/moto_launcher.py -H 127.0.0.1 -p PORT
+Usage: python tests/support/moto_launcher.py -H 127.0.0.1 -p PORT
 """
 
 from __future__ import annotations

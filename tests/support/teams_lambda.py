@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-LAMBDA_DIR = Path(__file__).resolve().parents[1] / "lambdas" / "notifications"
+LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "notifications"
 
 
 def load_teams_handler(module_name: str = "teams_notifications_handler") -> ModuleType:

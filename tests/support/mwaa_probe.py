@@ -1,6 +1,6 @@
 """What an Amazon MWAA container sees, run in a subprocess inside an MWAA-like ``AIRFLOW_HOME``.
 
-    AIRFLOW_HOME=<home> python tests/mwaa_probe.py dagbag|batch
+    AIRFLOW_HOME=<home> python tests/support/mwaa_probe.py dagbag|batch
 
 ``<home>/dags`` is the DAGs folder as MWAA syncs it from S3 and ``<home>/plugins`` is plugins.zip
 unzipped, as on MWAA; the environment holds what startup.sh exports. Only the standard library,

@@ -166,7 +166,7 @@ def start_moto(base: Path, extra_env: dict[str, str] | None = None) -> MotoServe
     port = free_port()
     log = base / f"moto-{port}.log"
     env = {**os.environ, **(extra_env or {})}
-    # moto_server itself, through a launcher that serialises DynamoDB item writes (see moto_launcher.py).
+    # moto_server itself, through a launcher that serialises DynamoDB item writes (see support/moto_launcher.py).
     launcher = Path(__file__).with_name("moto_launcher.py")
     process = subprocess.Popen(
         [sys.executable, str(launcher), "-H", "127.0.0.1", "-p", str(port)],

@@ -1,0 +1,1 @@
+"""Shared test harness: servers (MariaDB, moto), entity files, the stage pipeline, probes and stacks."""
