@@ -117,17 +117,25 @@ def table(out: str) -> list[dict[str, str]]:
     return [{c: line[a:b].strip() for c, (a, b) in zip(COLUMNS, bounds, strict=True)} for line in lines]
 
 
-def runs(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+def runs(capsys: pytest.CaptureFixture[str], *args: str, store: RunStore | None = None) -> str:
+    """The output after its header line, which names the store the stages write (``store``)."""
     capsys.readouterr()
     assert main(["runs", *args]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    return captured.out
+    header, _, rest = captured.out.partition("\n")
+    if isinstance(store, SqliteRunStore):
+        assert header == f"run store: sqlite {store.path}"
+    elif isinstance(store, DynamoRunStore):
+        assert header == f"run store: dynamodb table {store.table_name}"
+    else:
+        assert header.startswith("run store: ")
+    return rest
 
 
 def test_runs_of_one_entity(store: RunStore, capsys: pytest.CaptureFixture[str]) -> None:
     write_runs(store)
-    rows = table(runs(capsys, "--entity", "de"))
+    rows = table(runs(capsys, "--entity", "de", store=store))
     assert [(r["run_id"], r["stage"], r["status"], r["try"]) for r in rows] == [
         ("scheduled__2026-10-31", "_run", "succeeded", "1"),
         ("scheduled__2026-10-31", "extract", "succeeded", "1"),
@@ -163,26 +171,38 @@ def test_since_filters_by_start(
     store: RunStore, capsys: pytest.CaptureFixture[str], since: str, expected: list[str]
 ) -> None:
     write_runs(store)
-    rows = table(runs(capsys, "--entity", "de", "--since", since))
+    rows = table(runs(capsys, "--entity", "de", "--since", since, store=store))
     assert [r["stage"] for r in rows] == expected
 
 
 def test_nothing_to_list(store: RunStore, capsys: pytest.CaptureFixture[str]) -> None:
     write_runs(store)
-    assert runs(capsys, "--entity", "fr") == "no run records\n"
-    assert runs(capsys, "--entity", "de", "--since", "2026-11-02") == "no run records\n"
+    assert runs(capsys, "--entity", "br", store=store) == "no run records\n"  # an entity with no runs yet
+    assert runs(capsys, "--entity", "de", "--since", "2026-11-02", store=store) == "no run records\n"
+
+
+def test_an_unknown_entity_is_a_usage_error(store: RunStore, capsys: pytest.CaptureFixture[str]) -> None:
+    write_runs(store)
+    capsys.readouterr()
+    assert main(["runs", "--entity", "fr"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("etlctl runs: error: --entity 'fr': no such entity (no ")
+    assert f"fr.yaml and no records in run store {store.describe()})" in captured.err
 
 
 @pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "2026-11-01T25:00", "01/11/2026"])
 def test_a_bad_since_is_a_clear_error(store: RunStore, capsys: pytest.CaptureFixture[str], since: str) -> None:
     write_runs(store)
     capsys.readouterr()
-    assert main(["runs", "--entity", "de", "--since", since]) == 1
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        main(["runs", "--entity", "de", "--since", since])
+    assert exited.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == (
-        f"etlctl: error: --since {since!r} is not an ISO date or timestamp "
-        "(e.g. 2026-11-01 or 2026-11-01T08:00:00+00:00)\n"
+    assert captured.err.splitlines()[-1] == (
+        f"etlctl runs: error: argument --since: {since!r} is not an ISO date or timestamp "
+        "(e.g. 2026-11-01 or 2026-11-01T08:00:00+00:00)"
     )
 
 
@@ -193,7 +213,7 @@ def test_the_command_line_exits_non_zero_on_a_bad_since() -> None:
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
-    assert "etlctl: error: --since 'last tuesday' is not an ISO date or timestamp" in proc.stderr
+    assert "etlctl runs: error: argument --since: 'last tuesday' is not an ISO date or timestamp" in proc.stderr
     assert "Traceback" not in proc.stderr

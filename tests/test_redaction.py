@@ -193,7 +193,7 @@ def test_etlctl_never_prints_or_records_the_password(uri: str, tmp_path: Path, m
     env = {"AIRFLOW_CONN_SRC_ACME": value, "ETL_INCLUDE_DIR": str(include), "ETL_STATE_DB": str(state)}
     for name, env_value in env.items():
         monkeypatch.setenv(name, env_value)
-    proc = etlctl_run_stage("acme", "extract", tmp_path / "store", timeout=120)
+    proc = etlctl_run_stage("acme", "extract", tmp_path / "store", timeout=120, force=True)  # the extract alone
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("etlctl: error: acme: extract: "), proc.stderr

@@ -1,6 +1,8 @@
-"""``etlctl``: validate entity files, run one stage, export the JSON Schema.
+"""``etlctl``: validate entity files, run one stage, list runs, show the entity lease, export the JSON Schema.
 
-Runs without Airflow installed (it is the AWS Batch container's entrypoint).
+Runs without Airflow installed (it is the AWS Batch container's entrypoint). Exit codes: 0 done;
+1 a failure (a stage, a refused stage or lease take-over, a missing run store); 2 a usage error
+(argparse's code: a missing or bad option, an unknown entity, an invalid entity file).
 """
 
 from __future__ import annotations
@@ -48,8 +50,13 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(ValueError):
+    """A bad option value found after parsing (exit 2, like argparse's own usage errors)."""
+
+
 def _cmd_run_stage(args: argparse.Namespace) -> int:
     from entity_etl.runtime.context import build_context
+    from entity_etl.runtime.stages.order import unfinished_predecessor
 
     ctx = build_context(
         entity=args.entity,
@@ -59,6 +66,10 @@ def _cmd_run_stage(args: argparse.Namespace) -> int:
         object_store_url=args.object_store,
     )
     ctx.partition = _partition(args)
+    # A hand run checks the stage order; under an orchestrator (ETL_LEASE_OWNER) the DAG orders them.
+    missing = None if args.force or ctx.lease_owner else unfinished_predecessor(ctx, args.stage)
+    if missing:
+        raise StageError(missing)
     stats = run_stage(ctx, args.stage)
     print(format_table([stats]), file=sys.stderr)
     print(stats.to_json())
@@ -77,13 +88,83 @@ def _partition(args: argparse.Namespace) -> int | None:
     return int(index)
 
 
-def _cmd_runs(args: argparse.Namespace) -> int:
-    from entity_etl.runtime.run_store import open_run_store
+def _entity_file(entity: str) -> Path | None:
+    entities_dir, _ = default_paths()
+    found = [entities_dir / f"{entity}{suffix}" for suffix in (".yaml", ".yml")]
+    return next((path for path in found if path.is_file()), None)
 
-    since = _since(args.since) if args.since else None
-    records = open_run_store().by_entity(args.entity, since=since)
-    print(format_runs(sorted(records, key=lambda r: (r.started_at, r.run_id, r.stage))))
+
+def _unknown_entity(entity: str, where: str = "") -> UsageError:
+    entities_dir, _ = default_paths()
+    return UsageError(f"--entity {entity!r}: no such entity (no {entities_dir / (entity + '.yaml')}{where})")
+
+
+def _existing_run_store() -> Any:
+    """The run store the stages use, without creating an empty SQLite file where there is none."""
+    from entity_etl.runtime.run_store import default_state_path, open_run_store
+
+    path = default_state_path()
+    if os.environ.get("ETL_STATE_STORE", "sqlite") == "sqlite" and not path.is_file():
+        raise ValueError(
+            f"run store: sqlite {path} does not exist (no stage has run with this ETL_STATE_DB; "
+            "make demo uses .demo/state.db, make airflow .airflow-local/state.db)"
+        )
+    return open_run_store()
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    store = _existing_run_store()
+    records = store.attempts(args.entity, since=args.since)
+    if not records and _entity_file(args.entity) is None and not store.by_entity(args.entity):
+        raise _unknown_entity(args.entity, f" and no records in run store {store.describe()}")
+    print(f"run store: {store.describe()}")
+    print(format_runs(records))
     return 0
+
+
+def _iso(epoch_s: float) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat(timespec="seconds")
+
+
+def _cmd_lease(args: argparse.Namespace) -> int:
+    from entity_etl.runtime.lease import open_lease_store
+    from entity_etl.runtime.lease_takeover import take_over_dead
+
+    if _entity_file(args.entity) is None:
+        raise _unknown_entity(args.entity)
+    store = open_lease_store()
+    if args.take_over_dead:
+        released, line = take_over_dead(store, args.entity)
+        print(line, file=sys.stdout if released else sys.stderr)
+        return 0 if released else 1
+    lease = store.holder(args.entity)
+    if lease is None:
+        print(f"{args.entity}: the entity lease is free")
+        return 0
+    left = int(lease.expires_at - dt.datetime.now(dt.UTC).timestamp())
+    state = f"in {left}s" if left >= 0 else f"expired {-left}s ago"
+    print(f"{args.entity}: held by {lease.owner}")
+    print(f"acquired_at: {_iso(lease.acquired_at)}")
+    print(f"expires_at: {_iso(lease.expires_at)} ({state})")
+    print(f"epoch: {lease.epoch}")
+    return 0
+
+
+def _since_arg(value: str) -> str:
+    try:
+        return _since(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _timestamp_arg(value: str) -> str:
+    from entity_etl.runtime.context import parse_timestamp
+
+    try:
+        parse_timestamp(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. 2026-11-01T00:00:00+00:00)") from None
+    return value
 
 
 def _since(value: str) -> str:
@@ -98,7 +179,7 @@ def _since(value: str) -> str:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
-            f"--since {value!r} is not an ISO date or timestamp (e.g. 2026-11-01 or 2026-11-01T08:00:00+00:00)"
+            f"{value!r} is not an ISO date or timestamp (e.g. 2026-11-01 or 2026-11-01T08:00:00+00:00)"
         ) from None
     if when.tzinfo is not None:
         when = when.astimezone(dt.UTC)
@@ -113,7 +194,7 @@ def _cell(text: str, limit: int) -> str:
 
 
 def format_runs(records: list[Any]) -> str:
-    """The ``etlctl runs`` table: one line per stage record; ``job`` is the AWS Batch job id."""
+    """The ``etlctl runs`` table: one line per attempt of a stage (``try``); ``job`` is the AWS Batch job id."""
     header = ["run_id", "stage", "status", "try", "started_at", "ended_at", "rows_out", "job", "error"]
     rows = [
         [
@@ -136,37 +217,61 @@ def format_runs(records: list[Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etlctl", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="etlctl",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog="exit codes: 0 done, 1 failure, 2 usage error (a bad option, an unknown entity, a bad entity file)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     validate = sub.add_parser("validate", help="check every entity file; print file: field: message")
-    validate.add_argument("--entities-dir", type=Path)
-    validate.add_argument("--sql-dir", type=Path)
+    validate.add_argument("--entities-dir", type=Path, help="the entity files (default: $ETL_ENTITIES_DIR)")
+    validate.add_argument("--sql-dir", type=Path, help="the extract SQL files (default: $ETL_SQL_DIR)")
     validate.set_defaults(func=_cmd_validate)
 
     schema = sub.add_parser("schema", help="print (or write) the entity file JSON Schema")
-    schema.add_argument("--output", "-o")
+    schema.add_argument("--output", "-o", help="write the schema to this file instead of stdout")
     schema.set_defaults(func=_cmd_schema)
 
     run = sub.add_parser("run-stage", help="run one stage of one entity run")
-    run.add_argument("--entity", required=True)
-    run.add_argument("--stage", required=True, choices=STAGES)
-    run.add_argument("--run-id", required=True)
-    run.add_argument("--interval-start", required=True, help="ISO 8601, e.g. 2024-01-01T00:00:00+00:00")
-    run.add_argument("--interval-end", required=True)
+    run.add_argument("--entity", required=True, help="the entity id (include/entities/<entity>.yaml)")
+    run.add_argument("--stage", required=True, choices=STAGES, help="the stage to run")
+    run.add_argument("--run-id", required=True, help="the run the stage belongs to (its run store records)")
+    run.add_argument(
+        "--interval-start", required=True, type=_timestamp_arg, help="ISO 8601, e.g. 2024-01-01T00:00:00+00:00"
+    )
+    run.add_argument("--interval-end", required=True, type=_timestamp_arg, help="ISO 8601, not before the start")
     run.add_argument("--object-store", help="override ETL_OBJECT_STORE_URL")
     run.add_argument(
         "--partition",
         type=int,
         help="extract only this key-range partition (default: $AWS_BATCH_JOB_ARRAY_INDEX, else all)",
     )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="run even if an earlier stage of the entity has not succeeded for this run (hand runs check it)",
+    )
     run.set_defaults(func=_cmd_run_stage)
-    runs = sub.add_parser("runs", help="list the run store's records of one entity")
-    runs.add_argument("--entity", required=True)
+
+    runs = sub.add_parser("runs", help="list every attempt of every stage of one entity, from the run store")
+    runs.add_argument("--entity", required=True, help="the entity id")
     runs.add_argument(
-        "--since", help="ISO date or timestamp (UTC unless it has an offset); records started at or after it"
+        "--since",
+        type=_since_arg,
+        help="ISO date or timestamp (UTC unless it has an offset); records started at or after it",
     )
     runs.set_defaults(func=_cmd_runs)
+
+    lease = sub.add_parser("lease", help="show the entity lease's holder and expiry, or take over a dead one")
+    lease.add_argument("--entity", required=True, help="the entity id")
+    lease.add_argument(
+        "--take-over-dead",
+        action="store_true",
+        help="release the lease if its holder is provably gone: expired, or an etlctl hand run on this "
+        "host whose process no longer exists; never a live holder (exit 1 then, saying why)",
+    )
+    lease.set_defaults(func=_cmd_lease)
     return parser
 
 
@@ -178,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except EntityConfigError as exc:
         for problem in exc.problems:
             print(f"etlctl: error: {problem}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"etlctl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (StageError, RemoteIncludeError, ValueError) as exc:
         print(f"etlctl: error: {redact(str(exc))}", file=sys.stderr)

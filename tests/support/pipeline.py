@@ -52,9 +52,10 @@ def etlctl_run_stage(
     end: dt.datetime = END,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    force: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """``etlctl run-stage`` in a child process, as a user runs it (``env``: the whole environment, or
-    None for this process's)."""
+    None for this process's; ``force``: ``--force``, a stage run out of order on purpose)."""
     return subprocess.run(
         [
             sys.executable,
@@ -73,6 +74,7 @@ def etlctl_run_stage(
             end.isoformat(),
             "--object-store",
             str(store),
+            *(["--force"] if force else []),
         ],
         capture_output=True,
         text=True,

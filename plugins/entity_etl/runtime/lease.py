@@ -73,6 +73,11 @@ class LeaseStore(ABC):
     @abstractmethod
     def holder(self, entity: str) -> Lease | None: ...
 
+    @abstractmethod
+    def release_if_unchanged(self, seen: Lease) -> bool:
+        """Release the lease ``seen`` (by anyone, see ``lease_takeover``) only if the row still holds
+        that owner, expiry and epoch; ``False`` if it changed (renewed, released or taken) since."""
+
 
 class SqliteLeaseStore(LeaseStore):
     """A released lease keeps its row (no owner, expired) so that its epoch is never handed out again."""
@@ -138,6 +143,17 @@ class SqliteLeaseStore(LeaseStore):
             return (
                 conn.execute(
                     "UPDATE etl_leases SET owner = '', expires_at = 0 WHERE entity = ? AND owner = ?", (entity, owner)
+                ).rowcount
+                > 0
+            )
+
+    def release_if_unchanged(self, seen: Lease) -> bool:
+        with contextlib.closing(self._connect()) as conn:
+            return (
+                conn.execute(
+                    "UPDATE etl_leases SET owner = '', expires_at = 0 "
+                    "WHERE entity = ? AND owner = ? AND expires_at = ? AND epoch = ?",
+                    (seen.entity, seen.owner, seen.expires_at, seen.epoch),
                 ).rowcount
                 > 0
             )
@@ -253,6 +269,20 @@ class DynamoLeaseStore(LeaseStore):
                 ConditionExpression="#o = :owner",
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":owner": {"S": owner}, ":none": {"S": ""}, ":zero": {"N": "0"}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def release_if_unchanged(self, seen: Lease) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"entity": {"S": seen.entity}},
+                UpdateExpression="SET #o = :none, expires_at = :zero",
+                ConditionExpression=self._unchanged(seen),
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":none": {"S": ""}, ":zero": {"N": "0"}, **self._seen_values(seen)},
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False

@@ -16,6 +16,9 @@ and no ``started_at``/``day`` attributes, so they stay out of both audit indexes
 Ordering rule, enforced by the database (a condition expression / a guarded upsert), so a replayed or
 late update never moves a record backwards: an update is accepted when its ``attempt`` is higher than
 the stored one, or equal with a later status (``running`` < ``succeeded``/``failed``).
+
+The main record holds a stage's latest attempt; every update it accepts is also kept per attempt
+(``attempt_history``), so :meth:`RunStore.attempts` lists every try of a retried stage.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from entity_etl.runtime import attempt_history
 from entity_etl.runtime.redaction import redact
 
 RUN = "_run"
@@ -89,6 +93,10 @@ def now_iso() -> str:
 
 class RunStore(ABC):
     @abstractmethod
+    def describe(self) -> str:
+        """Which store this is, for a header: ``sqlite <path>`` or ``dynamodb table <name>``."""
+
+    @abstractmethod
     def put(self, record: StageRecord) -> None:
         """Write ``record``; raise :class:`StaleUpdateError` if the store holds a later state."""
 
@@ -106,6 +114,18 @@ class RunStore(ABC):
     @abstractmethod
     def by_day(self, day: str) -> list[StageRecord]:
         """Records of every entity started on ``day`` (YYYY-MM-DD), oldest first."""
+
+    @abstractmethod
+    def _history(self, entity: str, since: str | None) -> list[dict[str, Any]]:
+        """The attempt history of ``entity`` (``attempt_history``), as dicts."""
+
+    def attempts(self, entity: str, since: str | None = None) -> list[StageRecord]:
+        """Every attempt of every record of ``entity`` started at or after ``since``, oldest first: the
+        history, with the main records over it (they hold the latest state, also one written before
+        the history existed)."""
+        merged = {(r["run_id"], r["stage"], r["attempt"]): StageRecord(**r) for r in self._history(entity, since)}
+        merged.update({(r.run_id, r.stage, r.attempt): r for r in self.by_entity(entity, since)})
+        return sorted(merged.values(), key=lambda r: (r.started_at, r.run_id, r.stage, r.attempt))
 
     @abstractmethod
     def put_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -143,7 +163,11 @@ class SqliteRunStore(RunStore):
                     PRIMARY KEY (entity, run_id, stage, chunk)
                 );
                 """
+                + attempt_history.SQLITE_SCHEMA
             )
+
+    def describe(self) -> str:
+        return f"sqlite {self.path}"
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30)
@@ -175,6 +199,7 @@ class SqliteRunStore(RunStore):
             if cursor.rowcount == 0:
                 current = self.get(record.entity, record.run_id, record.stage)
                 raise StaleUpdateError(_stale_message(record, current))
+            attempt_history.sqlite_put(conn, asdict(record))  # same transaction as the accepted update
 
     @staticmethod
     def _record(row: sqlite3.Row) -> StageRecord:
@@ -210,6 +235,10 @@ class SqliteRunStore(RunStore):
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM etl_runs WHERE day = ? ORDER BY started_at, entity, stage", (day,))
             return [self._record(r) for r in rows.fetchall()]
+
+    def _history(self, entity: str, since: str | None) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            return attempt_history.sqlite_records(conn, entity, since)
 
     def put_checkpoint(self, checkpoint: Checkpoint) -> None:
         values = asdict(checkpoint)
@@ -253,6 +282,9 @@ class DynamoRunStore(RunStore):
 
         self.table_name = table_name
         self.client = client or boto3.client("dynamodb")
+
+    def describe(self) -> str:
+        return f"dynamodb table {self.table_name}"
 
     @staticmethod
     def table_definition(table_name: str) -> dict[str, Any]:
@@ -326,6 +358,7 @@ class DynamoRunStore(RunStore):
             raise StaleUpdateError(
                 _stale_message(record, self.get(record.entity, record.run_id, record.stage))
             ) from None
+        attempt_history.dynamo_put(self.client, self.table_name, asdict(record))  # after the accepted update
 
     @staticmethod
     def _record(item: dict[str, Any]) -> StageRecord:
@@ -385,6 +418,9 @@ class DynamoRunStore(RunStore):
             ExpressionAttributeNames={"#d": "day"},
             ExpressionAttributeValues={":d": {"S": day}},
         )
+
+    def _history(self, entity: str, since: str | None) -> list[dict[str, Any]]:
+        return attempt_history.dynamo_records(self.client, self.table_name, entity, since)
 
     # -- chunk checkpoints (sparse: no started_at/day, so never in the audit indexes) ---------------
     @staticmethod

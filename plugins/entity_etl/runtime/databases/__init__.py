@@ -27,10 +27,11 @@ __all__ = [
 ]
 
 
-def open_database(info: ConnectionInfo, *, local_infile: bool = False) -> Database:
-    """``local_infile``: allow ``LOAD DATA LOCAL INFILE`` on this connection (MySQL; off by default)."""
+def open_database(info: ConnectionInfo, *, local_infile: bool = False, read_only: bool = False) -> Database:
+    """``local_infile``: allow ``LOAD DATA LOCAL INFILE`` on this connection (MySQL; off by default).
+    ``read_only``: a source (SQLite: opened ``mode=ro``, so a missing file is an error, never created)."""
     if info.conn_type in ("mysql", "mariadb", "aurora_mysql"):
         return MySQLDatabase(info, local_infile=local_infile)
     if info.conn_type == "sqlite":
-        return SqliteDatabase(info)
+        return SqliteDatabase(info, read_only=read_only)
     raise DatabaseError(f"connection {info.conn_id!r}: unsupported conn_type {info.conn_type!r} (mysql or sqlite)")

@@ -16,8 +16,11 @@ class SqliteDatabase(Database):
     dialect = "sqlite"
     insert_batch_rows = 5_000
 
-    def __init__(self, info: ConnectionInfo) -> None:
+    def __init__(self, info: ConnectionInfo, *, read_only: bool = False) -> None:
         super().__init__(info)
+        #: A source connection: opened read-only, so a missing file is an error instead of a new empty
+        #: database (a target or a state file may be created, a source never is).
+        self.read_only = read_only
         path = info.host or info.schema
         if not path:
             raise DatabaseError(f"connection {info.conn_id!r}: sqlite needs the database path in 'host'")
@@ -96,8 +99,14 @@ class SqliteDatabase(Database):
     def connect(self) -> None:
         if not Path(self.path).parent.exists():
             raise DatabaseError(f"cannot open {self.info.describe()}: directory does not exist")
+        if self.read_only and not Path(self.path).is_file():
+            raise DatabaseError(f"cannot open source {self.info.describe()}: no such file {self.path}")
         try:
-            self._conn = sqlite3.connect(self.path, timeout=60, isolation_level="DEFERRED")
+            if self.read_only:
+                uri = Path(self.path).absolute().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(uri, timeout=60, isolation_level="DEFERRED", uri=True)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=60, isolation_level="DEFERRED")
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open {self.info.describe()}: {exc}") from None
 

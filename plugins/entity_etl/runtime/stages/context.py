@@ -91,10 +91,11 @@ class RunContext:
             "data_interval_end": _utc(self.interval_end).strftime(fmt),
         }
 
-    def connect(self, conn_id: str, *, local_infile: bool = False) -> Database:
-        """``local_infile``: allow ``LOAD DATA LOCAL INFILE`` (MySQL), only for the connection that loads."""
+    def connect(self, conn_id: str, *, local_infile: bool = False, read_only: bool = False) -> Database:
+        """``local_infile``: allow ``LOAD DATA LOCAL INFILE`` (MySQL), only for the connection that loads.
+        ``read_only``: the source, which is only read (a missing SQLite source file is an error)."""
         info: ConnectionInfo = self.resolve_connection(conn_id)
-        db = open_database(info, local_infile=local_infile)
+        db = open_database(info, local_infile=local_infile, read_only=read_only)
         db.connect()
         return db
 

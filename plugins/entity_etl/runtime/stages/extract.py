@@ -92,7 +92,10 @@ def extract(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
     mine = range(count) if ctx.partition is None else [ctx.partition]
     partials: dict[int, dict[str, Any]] = {}
     resumed = 0
-    with ctx.connect(config.source.conn_id) as db, tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch:
+    with (
+        ctx.connect(config.source.conn_id, read_only=True) as db,
+        tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
+    ):
         for index in mine:
             run = _PartitionExtract(ctx, attempt, db, Path(scratch), sql, sql_path, index)
             partials[index], done_before = run.run()
