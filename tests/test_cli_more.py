@@ -31,8 +31,8 @@ from entity_etl.runtime.run_store import (
     StaleUpdateError,
     default_state_path,
 )
-from entity_files import make_include, write_entity
-from pipeline import etlctl_run_stage
+from support.entity_files import make_include, write_entity
+from support.pipeline import etlctl_run_stage
 
 HOST = socket.gethostname()
 
