@@ -158,5 +158,6 @@ def raise_config_errors(entities_dir: Path | None = None, sql_dir: Path | None =
     if result.problems:
         lines = "\n".join(str(p) for p in result.problems)
         raise EntityConfigImportError(
-            f"{len(result.problems)} problem(s) in entity files; the other entities' DAGs are unaffected:\n{lines}"
+            f"{len(result.problems)} problem(s) in entity files; a refused file keeps its DAG, which fails every run "
+            f"until the file is fixed, and the other entities' DAGs are unaffected:\n{lines}"
         )
