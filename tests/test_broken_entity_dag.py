@@ -133,6 +133,16 @@ def test_invalid_yaml_still_keeps_a_dag_named_after_the_file(monkeypatch: pytest
     assert "no schedule could be read from the file" in (dag.doc_md or "")
 
 
+def test_values_airflow_would_refuse_fall_back_to_defaults(monkeypatch: pytest.MonkeyPatch, typo_include: Path):
+    """A broken file's tag too long for Airflow, or a bad time zone, must not fail the DAG file for everyone."""
+    edit(typo_include, "jp.yaml", "tags: [asia]", f"tags: [asia, {'x' * 101}]\ntimezone: Mars/Olympus")
+    bag = dagbag(monkeypatch, typo_include)
+    dag = bag.dags["etl_jp"]
+    assert set(dag.tags) == {"entity-etl", "entity:jp", "config-error"}
+    assert str(dag.timetable.timezone) == "UTC" and dag.timetable.expression == "0 0 * * 0"
+    assert {"etl_de", "etl_br"} <= set(bag.dag_ids)
+
+
 def test_a_file_name_that_is_no_entity_id_gets_no_dag_but_its_import_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

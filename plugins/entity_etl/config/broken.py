@@ -9,16 +9,17 @@ for its default. Only refused files are read again, so parsing valid files costs
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from entity_etl.config.interpolation import UnsetVariableError, interpolate
 from entity_etl.config.loader import LoadResult, _deep_merge, _parse_yaml, load_defaults
@@ -27,6 +28,7 @@ from entity_etl.config.problems import ConfigProblem, EntityConfigError
 
 _DATE: TypeAdapter[dt.date] = TypeAdapter(dt.date)
 _DEFAULT_OWNER = "data-platform"
+_TAG_MAX_LEN = 100  # Airflow refuses longer tags, and the DAG file would fail for every entity
 #: ``EntityConfig.entity``'s own pattern: a file whose name fails it has no DAG id to keep.
 _ENTITY_ID = re.compile(
     next(m.pattern for m in EntityConfig.model_fields["entity"].metadata if getattr(m, "pattern", None))
@@ -46,7 +48,7 @@ class BrokenEntity:
     start_date: dt.date | None = None
     tags: tuple[str, ...] = ()
     owner: str = _DEFAULT_OWNER
-    notify: NotifyConfig = NotifyConfig()
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     enabled: bool = True  # False only for an explicit `enabled: false`: then the file gets no DAG
 
     @property
@@ -81,10 +83,9 @@ def salvage(
 ) -> BrokenEntity:
     raw = _raw_mapping(path)
     data = _deep_merge(defaults, raw)
-    try:
+    # Unset ${VAR}s stay as written: such values fail their checks below and fall back to their defaults.
+    with contextlib.suppress(UnsetVariableError):
         data = interpolate(data, os.environ)
-    except UnsetVariableError:
-        pass  # the values with a ${VAR} fail their checks below and fall back to their defaults
     schedule, note = _schedule(data, raw)
     return BrokenEntity(
         entity=path.stem,
@@ -122,7 +123,7 @@ def _schedule(data: Mapping[str, Any], raw: Mapping[str, Any]) -> tuple[str | No
         return str(schedule), "read from the file"
     unknown = [key for key in raw if isinstance(key, str) and key not in EntityConfig.model_fields]
     for key in difflib.get_close_matches("schedule", unknown, n=1, cutoff=0.6):
-        schedule = _checked(EntityConfig._schedule, raw[key], None)
+        schedule = _checked(EntityConfig._schedule, data.get(key), None)
         if schedule is not None:
             return str(schedule), f"read from the misspelled key `{key}`"
     return None, "no schedule could be read from the file, so this DAG has none (manual runs only)"
@@ -143,8 +144,8 @@ def _start_date(value: object) -> dt.date:
 
 
 def _tags(value: object) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-        raise ValueError("tags must be a list of strings")
+    if not isinstance(value, list) or not all(isinstance(tag, str) and len(tag) <= _TAG_MAX_LEN for tag in value):
+        raise ValueError(f"tags must be a list of strings of at most {_TAG_MAX_LEN} characters")
     return value
 
 
