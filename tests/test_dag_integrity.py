@@ -161,7 +161,7 @@ def test_invalid_entity_file_does_not_take_down_the_others(monkeypatch: pytest.M
     )
     bag = dagbag(monkeypatch, include)
     assert {"etl_de", "etl_jp", "etl_br"} <= set(bag.dag_ids)
-    assert "etl_zz" not in bag.dag_ids
+    assert bag.dags["etl_zz"].task_ids == ["config_error"], "a refused file keeps a DAG that fails its runs"
     ((path, error),) = bag.import_errors.items()
     assert path.endswith("etl_config_errors.py")
     assert "zz.yaml: schedule: '0 0 * * 8' is not a valid 5-field cron expression" in error
@@ -182,6 +182,7 @@ def test_config_error_is_shown_as_an_import_error_in_the_ui(
     """The UI lists import errors from the metadata DB: the entity's file and field must be there."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.dag import DagModel
     from airflow.models.errors import ParseImportError
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -198,7 +199,9 @@ def test_config_error_is_shown_as_an_import_error_in_the_ui(
         stacks = {e.filename: e.stacktrace for e in errors}
     ((_filename, stack),) = ((f, s) for f, s in stacks.items() if f.endswith("etl_config_errors.py"))
     assert "br.yaml: columns[1].name: 'razao social' is not a safe SQL identifier" in stack
-    assert {"etl_de", "etl_jp"} <= set(bag.dag_ids) and "etl_br" not in bag.dag_ids
+    assert {"etl_de", "etl_jp"} <= set(bag.dag_ids) and bag.dags["etl_br"].task_ids == ["config_error"]
+    with create_session() as session:  # the broken DAG is serialized like any other
+        assert session.get(DagModel, "etl_br") is not None
 
 
 def readme_walkthrough() -> dict[str, str]:

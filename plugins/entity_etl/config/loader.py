@@ -62,6 +62,9 @@ for _loader in (_Yaml12BoolLoader, _Yaml12BoolPyLoader):
 class LoadResult:
     entities: dict[str, EntityConfig] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
+    #: Every refused entity file (as problems name it) -> the problems that refused it: its own, a
+    #: staging table shared with another file, or a broken ``_defaults.yaml``.
+    failed: dict[str, list[ConfigProblem]] = field(default_factory=dict)
 
     @property
     def enabled(self) -> dict[str, EntityConfig]:
@@ -288,6 +291,7 @@ def load_entities(
     defaults, problems = load_defaults(entities_dir)
     result.problems.extend(problems)
     if problems:
+        result.failed = {str(p): list(problems) for p in entity_files(entities_dir) if only in (None, p.stem)}
         return result
     defaults_key = repr(defaults)
     sql_root = sql_dir.resolve()
@@ -305,6 +309,7 @@ def load_entities(
             config = _with_sql_file(checked, sql_root, display)
         except EntityConfigError as exc:
             result.problems.extend(exc.problems)
+            result.failed[display] = list(exc.problems)
             continue
         result.entities[config.entity] = config
         files[config.entity] = display
@@ -319,6 +324,9 @@ def _refuse_shared_tables(result: LoadResult, files: Mapping[str, str]) -> None:
     if not clashes:
         return
     result.problems.extend(clash.problem for clash in clashes)
+    for clash in clashes:
+        result.failed.setdefault(clash.file, []).append(clash.problem)
+        result.failed.setdefault(clash.other_file, []).append(clash.problem)
     refused = {clash.file for clash in clashes} | {clash.other_file for clash in clashes}
     result.entities = {e: c for e, c in result.entities.items() if files[e] not in refused}
 

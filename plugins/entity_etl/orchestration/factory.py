@@ -1,4 +1,5 @@
-"""The DAG factory: one ``etl_<entity>`` DAG per enabled entity file.
+"""The DAG factory: one ``etl_<entity>`` DAG per enabled entity file (a file that stops validating keeps
+its DAG, which fails every run at once: see ``broken_dag.py``).
 
 Parse-time rules: only files are read (no DB, no network, no Airflow Variables). When a task runs,
 ``get_parsing_context()`` names the DAG being executed and only that entity file is loaded.
@@ -13,8 +14,10 @@ from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, get_parsing_context
 
+from entity_etl.config.broken import broken_entities
 from entity_etl.config.loader import LoadResult, default_paths, load_entities
-from entity_etl.config.model import EntityConfig
+from entity_etl.config.model import EntityConfig, NotifyConfig
+from entity_etl.orchestration.broken_dag import build_broken_dag
 from entity_etl.orchestration.completion_task import EntityLoadedPublishOperator
 from entity_etl.orchestration.docs import entity_doc_md
 from entity_etl.orchestration.entity_lease_tasks import EntityLeaseReleaseOperator, EntityLeaseSensor
@@ -29,10 +32,9 @@ class EntityConfigImportError(Exception):
     """Raised by ``dags/etl_config_errors.py`` so that invalid entity files show as import errors."""
 
 
-def notification_args(config: EntityConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The entity's ``notify`` settings as (task default_args, DAG keyword arguments)."""
-    notify = config.notify
-    common: dict[str, Any] = {"entity": config.entity, "topic_arn": notify.topic_arn}
+def notification_args(entity: str, notify: NotifyConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An entity's ``notify`` settings as (task default_args, DAG keyword arguments)."""
+    common: dict[str, Any] = {"entity": entity, "topic_arn": notify.topic_arn}
     task_args: dict[str, Any] = {}
     dag_args: dict[str, Any] = {}
     if notify.on_failure:
@@ -43,7 +45,7 @@ def notification_args(config: EntityConfig) -> tuple[dict[str, Any], dict[str, A
         dag_args["on_success_callback"] = SnsEventNotifier("run_succeeded", **common)
     if notify.max_run_minutes:
         dag_args["deadline"] = run_too_long_alert(
-            config.entity, dt.timedelta(minutes=notify.max_run_minutes), topic_arn=notify.topic_arn
+            entity, dt.timedelta(minutes=notify.max_run_minutes), topic_arn=notify.topic_arn
         )
     return task_args, dag_args
 
@@ -51,7 +53,7 @@ def notification_args(config: EntityConfig) -> tuple[dict[str, Any], dict[str, A
 def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) -> DAG:
     source_file = f"include/entities/{config.entity}.yaml"
     schedule = CronDataIntervalTimetable(config.cron, timezone=config.timezone) if config.cron else None
-    notify_task_args, notify_dag_args = notification_args(config)
+    notify_task_args, notify_dag_args = notification_args(config.entity, config.notify)
     dag = DAG(
         dag_id=config.dag_id,
         description=config.description or f"Entity ETL for {config.entity}",
@@ -126,8 +128,8 @@ def register_entity_dags(
 ) -> list[str]:
     """Build every valid, enabled entity's DAG into ``namespace`` (a DAG file's ``globals()``).
 
-    Invalid files are skipped here (they are reported by ``dags/etl_config_errors.py``), so one bad
-    file never takes the other entities' DAGs down.
+    An invalid file (also reported by ``dags/etl_config_errors.py``) gets its broken DAG, which fails
+    every run at once, unless it says ``enabled: false``; one bad file never takes the others down.
     """
     built = []
     with collection_paused():  # about 190,000 long-lived objects for 1,000 entities: see gc_pause.py
@@ -135,6 +137,14 @@ def register_entity_dags(
         for config in result.enabled.values():
             namespace[config.dag_id] = build_entity_dag(config)
             built.append(config.dag_id)
+        for broken in broken_entities(result, entities_dir or default_paths()[0]):
+            if broken.enabled:
+                failure_only = broken.notify.model_copy(update={"on_success": False, "max_run_minutes": None})
+                task_args, dag_args = notification_args(broken.entity, failure_only)
+                namespace[broken.dag_id] = build_broken_dag(
+                    broken, notify_task_args=task_args, notify_dag_args=dag_args
+                )
+                built.append(broken.dag_id)
     return built
 
 
@@ -148,5 +158,6 @@ def raise_config_errors(entities_dir: Path | None = None, sql_dir: Path | None =
     if result.problems:
         lines = "\n".join(str(p) for p in result.problems)
         raise EntityConfigImportError(
-            f"{len(result.problems)} problem(s) in entity files; the other entities' DAGs are unaffected:\n{lines}"
+            f"{len(result.problems)} problem(s) in entity files; a refused file keeps its DAG, which fails every run "
+            f"until the file is fixed, and the other entities' DAGs are unaffected:\n{lines}"
         )
