@@ -111,3 +111,26 @@ def test_rows_in_the_interval_do_not_warn(tmp_path: Path, monkeypatch: pytest.Mo
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in json.loads(proc.stdout)["details"]
     assert "no rows" not in proc.stderr
+
+
+def test_the_minimum_counts_every_partition_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two array children (``split_points``): the first, with two rows, finishes its partition without
+    judging; the last, with none of its own, would write the manifest and fails on the total (2 < 3)."""
+    expect = "expect_rows: {min: 3}\n"
+    _, _, store = _setup(tmp_path, monkeypatch, expect)
+    entity = tmp_path / "include" / "entities" / "er.yaml"
+    entity.write_text(
+        entity.read_text().replace(
+            "  extract_sql: er/extract.sql\n", "  extract_sql: er/extract.sql\n  split_points: [a2]\n"
+        )
+    )
+    first = etlctl_run_stage("er", "extract", store, env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "0"})
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["details"]["partition_rows"] == 2  # a1 and a2: keys up to the split point
+    assert not list(store.rglob("_manifest.json"))
+    last = etlctl_run_stage("er", "extract", store, env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "1"})
+    assert last.returncode == 1
+    assert last.stderr.strip().splitlines() == [
+        f"etlctl: error: er: extract: found 2 row(s) in {INTERVAL}, fewer than expect_rows.min 3; nothing was loaded"
+    ]
+    assert not list(store.rglob("_manifest.json")) and not list(store.rglob("*.csv.gz"))

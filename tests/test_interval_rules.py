@@ -173,3 +173,22 @@ def test_missing_runs_skips_a_date_a_manual_run_took(client: Any) -> None:
         ("backfill", NOV_1, NOV_1, NOV_2),
         ("manual", NOV_2, NOV_1, NOV_2),
     ]
+
+
+def test_the_readme_table_says_the_same() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Which interval does a run load?\n", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[0]: cells[-1]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| ---")
+        for cells in [[c.strip() for c in line.strip("|").split(" | ")]]
+    }
+    demo = "[2026-11-01, 2026-11-02)"
+    assert rows["scheduled"] == demo
+    assert rows["manual at T"].startswith(demo)
+    assert rows["manual, the UI's Trigger as it opens"].startswith("the last complete interval before now")
+    assert rows["manual, interval given"] == "exactly the one given"
+    assert "the run has no data interval" in rows["manual, no logical date"]
+    assert demo in rows["backfill from D1 to D2"]
+    assert "Missing Runs" in section and "creates only\nthe run for 2026-11-01" in section
