@@ -55,8 +55,14 @@ def api() -> Iterator[Any]:
 
 
 @pytest.fixture
-def client(api: Any) -> Any:
-    """The API with no runs or backfills of ``etl_de`` left by another test."""
+def client(api: Any) -> Iterator[Any]:
+    """The API with no runs or backfills of ``etl_de`` left by another test (none left for the next)."""
+    _forget_runs()
+    yield api
+    _forget_runs()
+
+
+def _forget_runs() -> None:
     from airflow.models.backfill import Backfill, BackfillDagRun
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -67,7 +73,6 @@ def client(api: Any) -> Any:
         session.execute(delete(BackfillDagRun).where(BackfillDagRun.backfill_id.in_(ids)))
         session.execute(delete(DagRun).where(DagRun.dag_id == DAG_ID))
         session.execute(delete(Backfill).where(Backfill.dag_id == DAG_ID))
-    return api
 
 
 def _runs(client: Any) -> list[tuple[str, dt.datetime | None, dt.datetime | None, dt.datetime | None]]:
