@@ -42,6 +42,7 @@ def _base() -> dict[str, Any]:
     data["translate"] = {"enabled": True, "columns": ["label"], "source_language": "de"}
     data["compute"] = {"vcpu": 1, "memory_mib": 2048, "environment": {"LOG_LEVEL": "INFO"}}
     data["notify"] = {"on_failure": True, "on_success": False, "max_run_minutes": 60}
+    data["expect_rows"] = {"min": 0}
     return dict(data)
 
 
@@ -95,6 +96,9 @@ BAD: list[tuple[str, Any]] = [
     ("compute.memory_mib", "4096"),
     ("source.split_points", [1.5]),
     ("source.split_points", [True]),
+    ("expect_rows.min", "3"),
+    ("expect_rows.min", 2.5),
+    ("expect_rows.min", True),
     # floats: numbers, not strings or booleans
     ("compute.vcpu", "1"),
     ("retry_delay_minutes", "5"),
@@ -130,6 +134,7 @@ BAD: list[tuple[str, Any]] = [
     ("dedupe.oder_by", "changed_at"),
     ("columns[0].nam", "id"),
     ("compute.vcpus", 2),
+    ("expect_rows.minimum", 3),
     # minimum / maximum
     ("retries", 11),
     ("retries", -1),
@@ -148,6 +153,7 @@ BAD: list[tuple[str, Any]] = [
     ("dedupe.key", []),
     ("columns", []),
     ("source.split_points", list(range(100))),
+    ("expect_rows.min", -1),
 ]
 
 
@@ -181,6 +187,7 @@ GOOD: list[tuple[str, Any]] = [
     ("compute.environment.etl_lower", "x"),  # not the job's ETL_ settings: names are case-sensitive
     ("source.split_points", [10, 20]),
     ("staging.table", "work.stg_xx"),
+    ("expect_rows.min", 1_000_000),
 ]
 
 

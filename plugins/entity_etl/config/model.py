@@ -256,6 +256,17 @@ class NotifyConfig(StrictModel):
     topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
+class ExpectRowsConfig(StrictModel):
+    """How many rows one run's extract must find (the whole extract, every partition together)."""
+
+    min: StrictInt = Field(
+        0,
+        ge=0,
+        description="Fewer rows fail the extract, naming the entity, the interval and the minimum; "
+        "the target is untouched. 0: no minimum (an extract with no rows only warns).",
+    )
+
+
 class EntityConfig(StrictModel):
     entity: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="Entity id; the DAG is etl_<entity>.")
     enabled: StrictBool = True
@@ -284,6 +295,10 @@ class EntityConfig(StrictModel):
     translate: TranslateConfig = Field(default_factory=lambda: TranslateConfig())
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig())
     notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig())
+    expect_rows: ExpectRowsConfig = Field(
+        default_factory=lambda: ExpectRowsConfig(),
+        description="The rows a run's extract must find: {min: N}. Absent: an empty extract only warns.",
+    )
 
     @field_validator("schedule", mode="before")
     @classmethod

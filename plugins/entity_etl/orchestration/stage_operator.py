@@ -148,7 +148,14 @@ class EntityStageOperator(BaseOperator):
                 raise self._batch_failure(exc, run_id, job.job_id) from exc
             finally:
                 self.job_id = job.job_id
-        return read_job_stats(self.entity, self.stage, run_id, self.job_id, self.log)
+        return self._warn(read_job_stats(self.entity, self.stage, run_id, self.job_id, self.log))
+
+    def _warn(self, stats: Any) -> Any:
+        """Repeat a stage's warning (an extract with no rows) in the task log, whichever backend ran it."""
+        details = stats.get("details") if isinstance(stats, dict) else None
+        if isinstance(details, dict) and details.get("warning"):
+            self.log.warning("%s: %s: %s", self.entity, self.stage, details["warning"])
+        return stats
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         run_id = str(context["run_id"])
@@ -160,7 +167,7 @@ class EntityStageOperator(BaseOperator):
             raise self._batch_failure(exc, run_id, job.job_id) from exc
         finally:
             self.job_id = job.job_id
-        return read_job_stats(self.entity, self.stage, run_id, self.job_id, self.log)
+        return self._warn(read_job_stats(self.entity, self.stage, run_id, self.job_id, self.log))
 
     def on_kill(self) -> None:
         if self._batch_job is not None:  # terminates the Batch job, as BatchOperator.on_kill does
@@ -182,7 +189,7 @@ class EntityStageOperator(BaseOperator):
         )
         stats = run_stage(ctx, self.stage)
         self.log.info("stage statistics: %s", stats.to_json())
-        return stats.to_dict()
+        return self._warn(stats.to_dict())
 
     # -- batch ------------------------------------------------------------------------------------
     def _new_batch_job(self) -> StageBatchJob:

@@ -18,6 +18,7 @@ from entity_etl.runtime import chunks, csv_codec, failpoints
 from entity_etl.runtime.databases import Database, DatabaseError
 from entity_etl.runtime.stages.context import Attempt, RunContext, StageError, partition_prefix, partition_stage
 from entity_etl.runtime.stages.manifest import merge_partitions, partition_plan
+from entity_etl.runtime.stages.row_rules import empty_warning
 
 
 class _PartWriter:
@@ -106,19 +107,17 @@ def extract(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
     # for all); an array child that is not the last reports its own partition.
     parts = merged["parts"] if merged else own
     rows = sum(p["rows"] for p in parts)
-    return {
-        "rows_in": rows,
-        "rows_out": rows,
-        "bytes": sum(p["bytes"] for p in parts),
-        "details": {
-            "parts": len(parts),
-            "chunk_key": config.extract_chunk_key,
-            "partitions": list(mine) if count > 1 else None,
-            "partition_rows": sum(p["rows"] for p in own) if count > 1 else None,
-            "resumed_chunks": resumed,
-            "manifest": ctx.store.uri(ctx.manifest_key) if merged else None,
-        },
+    details: dict[str, Any] = {
+        "parts": len(parts),
+        "chunk_key": config.extract_chunk_key,
+        "partitions": list(mine) if count > 1 else None,
+        "partition_rows": sum(p["rows"] for p in own) if count > 1 else None,
+        "resumed_chunks": resumed,
+        "manifest": ctx.store.uri(ctx.manifest_key) if merged else None,
     }
+    if merged and (warning := empty_warning(ctx, rows)):
+        details["warning"] = warning  # in the statistics: XCom, the run store, `etlctl run-stage`
+    return {"rows_in": rows, "rows_out": rows, "bytes": sum(p["bytes"] for p in parts), "details": details}
 
 
 class _PartitionExtract:

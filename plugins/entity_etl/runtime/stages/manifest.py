@@ -7,6 +7,7 @@ from typing import Any
 
 from entity_etl.runtime import chunks
 from entity_etl.runtime.stages.context import RunContext, StageError, partition_prefix, partition_stage
+from entity_etl.runtime.stages.row_rules import check_minimum
 
 
 def partition_plan(ctx: RunContext, sql: str, index: int) -> str:
@@ -24,7 +25,10 @@ def partition_plan(ctx: RunContext, sql: str, index: int) -> str:
 
 
 def merge_partitions(ctx: RunContext, sql: str, partials: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
-    """Write the manifest once every partition has its part list of this plan; return it (or None)."""
+    """Write the manifest once every partition has its part list of this plan; return it (or None).
+
+    A total below ``expect_rows.min`` raises instead, with no manifest written (:func:`check_minimum`).
+    """
     config = ctx.config
     count = config.extract_partitions
     for index in range(count):
@@ -38,6 +42,8 @@ def merge_partitions(ctx: RunContext, sql: str, partials: dict[int, dict[str, An
             return None  # left by an extract of another plan: that partition has yet to run
         partials[index] = partial
     parts = [part for index in range(count) for part in partials[index]["parts"]]
+    rows = sum(p["rows"] for p in parts)
+    check_minimum(ctx, rows)
     manifest = {
         "entity": config.entity,
         "run_id": ctx.run_id,
@@ -46,7 +52,7 @@ def merge_partitions(ctx: RunContext, sql: str, partials: dict[int, dict[str, An
         "format": "csv+gzip; NULL unquoted, values quoted",
         "chunk_key": config.extract_chunk_key,
         "split_points": list(config.source.split_points),
-        "rows": sum(p["rows"] for p in parts),
+        "rows": rows,
         "parts": parts,
     }
     ctx.store.put_bytes(ctx.manifest_key, json.dumps(manifest, indent=2).encode())
