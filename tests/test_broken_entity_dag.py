@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from entity_files import ROOT, make_include, write_entity
+from support.entity_files import ROOT, make_include, write_entity
 
 DAGS = ROOT / "dags"
 TYPO = "/include/entities/jp.yaml: schedul: unknown key 'schedul'; did you mean 'schedule'?"

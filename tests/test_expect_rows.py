@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from entity_files import MINIMAL, make_include, write_entity
-from pipeline import END, START, etlctl_run_stage
+from support.entity_files import MINIMAL, make_include, write_entity
+from support.pipeline import END, START, etlctl_run_stage
 
 INTERVAL = "[2026-01-01 00:00:00, 2026-01-02 00:00:00)"
 ROWS = [
