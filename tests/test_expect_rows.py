@@ -60,7 +60,10 @@ def test_fewer_rows_than_the_minimum_fail_the_extract_and_load_nothing(
 
     later = etlctl_run_stage("er", "load_staging", store)
     assert later.returncode == 1
-    assert "no finished extract" in later.stderr
+    assert "the earlier stage extract has not succeeded" in later.stderr  # etlctl's order check
+    forced = etlctl_run_stage("er", "load_staging", store, force=True)
+    assert forced.returncode == 1
+    assert "no finished extract" in forced.stderr  # and past it, the missing manifest
     assert "t_er" not in _tables(tgt)  # the target was never created, let alone written
     with sqlite3.connect(tgt) as conn:
         assert conn.execute("SELECT COUNT(*) FROM stg_er").fetchone() == (0,)
@@ -80,7 +83,7 @@ def test_fewer_rows_than_the_minimum_fail_the_extract_and_load_nothing(
 
 def test_exactly_the_minimum_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, _, store = _setup(tmp_path, monkeypatch, "expect_rows: {min: 2}\n")
-    proc = etlctl_run_stage("er", "extract", store)
+    proc = etlctl_run_stage("er", "extract", store, force=True)  # the extract alone, on purpose
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["rows_out"] == 2
 
@@ -107,7 +110,7 @@ def test_no_rows_without_a_minimum_warns(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_rows_in_the_interval_do_not_warn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, _, store = _setup(tmp_path, monkeypatch, "")
-    proc = etlctl_run_stage("er", "extract", store)
+    proc = etlctl_run_stage("er", "extract", store, force=True)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in json.loads(proc.stdout)["details"]
     assert "no rows" not in proc.stderr
@@ -124,11 +127,11 @@ def test_the_minimum_counts_every_partition_together(tmp_path: Path, monkeypatch
             "  extract_sql: er/extract.sql\n", "  extract_sql: er/extract.sql\n  split_points: [a2]\n"
         )
     )
-    first = etlctl_run_stage("er", "extract", store, env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "0"})
+    first = etlctl_run_stage("er", "extract", store, force=True, env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "0"})
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["details"]["partition_rows"] == 2  # a1 and a2: keys up to the split point
     assert not list(store.rglob("_manifest.json"))
-    last = etlctl_run_stage("er", "extract", store, env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "1"})
+    last = etlctl_run_stage("er", "extract", store, force=True, env={**os.environ, "AWS_BATCH_JOB_ARRAY_INDEX": "1"})
     assert last.returncode == 1
     assert last.stderr.strip().splitlines() == [
         f"etlctl: error: er: extract: found 2 row(s) in {INTERVAL}, fewer than expect_rows.min 3; nothing was loaded"
