@@ -16,10 +16,10 @@ from typing import Any
 
 from entity_etl.config.loader import EntityConfigError, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
+from entity_etl.runtime.progress import configure_logging
 from entity_etl.runtime.redaction import install_log_redaction, redact
 from entity_etl.runtime.remote_include import RemoteIncludeError
 from entity_etl.runtime.stages import STAGES, StageError, run_stage
-from entity_etl.runtime.stats import format_table
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -59,8 +59,7 @@ def _cmd_run_stage(args: argparse.Namespace) -> int:
         object_store_url=args.object_store,
     )
     ctx.partition = _partition(args)
-    stats = run_stage(ctx, args.stage)
-    print(format_table([stats]), file=sys.stderr)
+    stats = run_stage(ctx, args.stage)  # logs the plan, the progress and the statistics table on stderr
     print(stats.to_json())
     return 0
 
@@ -172,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        configure_logging()  # ISO-timed lines on stderr at $ETL_LOG_LEVEL, default INFO
+    except ValueError as exc:
+        print(f"etlctl: error: {exc}", file=sys.stderr)
+        return 2
     install_log_redaction()  # the runtime's log records go out redacted, as its errors do
     try:
         return int(args.func(args))

@@ -18,6 +18,7 @@ from entity_etl.runtime.connections import ConnectionNotFoundError
 from entity_etl.runtime.databases import DatabaseError
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError
 from entity_etl.runtime.metrics import stage_metrics
+from entity_etl.runtime.progress import iso
 from entity_etl.runtime.run_store import StaleUpdateError
 from entity_etl.runtime.stages.cleanup import cleanup
 from entity_etl.runtime.stages.context import STAGES, Attempt, RunContext, StageError, record_name
@@ -26,7 +27,7 @@ from entity_etl.runtime.stages.extract import extract
 from entity_etl.runtime.stages.load_staging import load_staging
 from entity_etl.runtime.stages.load_target import load_target
 from entity_etl.runtime.stages.translate import translate
-from entity_etl.runtime.stats import StageStats
+from entity_etl.runtime.stats import StageStats, format_table
 from entity_etl.runtime.translators import TranslationError
 
 log = logging.getLogger("entity_etl.runtime.stages")
@@ -115,6 +116,15 @@ def _run_recorded(
             raise StageError(f"{ctx.entity}: {name}: not started: {exc}") from exc
     attempt = Attempt(resume=resume, lease_guard=guard, fence=fence, number=number)
     run = _StageRun(stage, name, number, started)
+    log.info(
+        "%s: %s: started at %s, run %s, attempt %s (%s)",
+        ctx.entity,
+        name,
+        iso(started),
+        ctx.run_id,
+        number or 1,
+        "resumes its checkpoints" if resume else "starts over",
+    )
     t0 = time.perf_counter()
     try:
         stats = _execute(ctx, attempt, run, t0)
@@ -136,6 +146,7 @@ def _run_recorded(
         whole = _StageRun(stage, stage, number, started)
         _finish(ctx, whole, stats=stats, duration_s=stats.duration_s, emit=False)
         ctx.store.put_bytes(ctx.stats_key(name), stats.to_json().encode())
+    log.info("%s: %s: finished at %s\n%s", ctx.entity, name, iso(dt.datetime.now(dt.UTC)), format_table([stats]))
     return stats
 
 
