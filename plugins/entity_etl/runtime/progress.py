@@ -58,11 +58,12 @@ class Progress:
         label: str,
         *,
         counts_bytes: bool = True,
-        every_s: float = PROGRESS_EVERY_S,
+        every_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger = log,
     ) -> None:
-        self.label, self.every_s, self._clock, self._log = label, every_s, clock, logger
+        self.label, self._clock, self._log = label, clock, logger
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
         self.counts_bytes = counts_bytes
         self._start = self._last = clock()
         self.rows = self.bytes = self.lines = 0

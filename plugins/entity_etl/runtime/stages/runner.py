@@ -95,11 +95,13 @@ def _run_recorded(
     started = dt.datetime.now(dt.UTC)
     number = ctx.attempt
     name = record_name(ctx, stage)
-    resume = True
+    resume, how = True, "no earlier attempt"
     if ctx.run_store is not None:
         previous = ctx.run_store.get(ctx.entity, ctx.run_id, name)
         # Resume an attempt that did not finish; redo a stage that had succeeded from the start.
         resume = previous is None or previous.status != "succeeded"
+        if previous is not None:
+            how = "resumes its checkpoints" if resume else "starts over: the stage had succeeded"
         if number is None:
             number = previous.attempt + 1 if previous else 1
         try:
@@ -117,13 +119,7 @@ def _run_recorded(
     attempt = Attempt(resume=resume, lease_guard=guard, fence=fence, number=number)
     run = _StageRun(stage, name, number, started)
     log.info(
-        "%s: %s: started at %s, run %s, attempt %s (%s)",
-        ctx.entity,
-        name,
-        iso(started),
-        ctx.run_id,
-        number or 1,
-        "resumes its checkpoints" if resume else "starts over",
+        "%s: %s: started at %s, run %s, attempt %s (%s)", ctx.entity, name, iso(started), ctx.run_id, number or 1, how
     )
     t0 = time.perf_counter()
     try:
