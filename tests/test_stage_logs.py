@@ -203,7 +203,7 @@ def test_etl_log_level_warning_silences_the_progress_and_a_bad_level_is_one_line
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     proc = etlctl_run_stage("acme", "cleanup", tmp_path / "objects", env={**os.environ, "ETL_LOG_LEVEL": "chatty"})
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert (
         proc.stderr.strip() == "etlctl: error: ETL_LOG_LEVEL='CHATTY' is not a log level (DEBUG, INFO, WARNING, ERROR)"
     )

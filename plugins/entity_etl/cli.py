@@ -51,6 +51,9 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_run_stage(args: argparse.Namespace) -> int:
     from entity_etl.runtime.context import build_context
 
+    configure_logging()  # ISO-timed lines on stderr at $ETL_LOG_LEVEL, default INFO
+    install_log_redaction()  # again: on the handler configure_logging added
+
     ctx = build_context(
         entity=args.entity,
         run_id=args.run_id,
@@ -171,11 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        configure_logging()  # ISO-timed lines on stderr at $ETL_LOG_LEVEL, default INFO
-    except ValueError as exc:
-        print(f"etlctl: error: {exc}", file=sys.stderr)
-        return 2
     install_log_redaction()  # the runtime's log records go out redacted, as its errors do
     try:
         return int(args.func(args))

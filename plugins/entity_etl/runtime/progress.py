@@ -133,9 +133,11 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def configure_logging(level: str | None = None) -> int:
-    """``etlctl``'s logging: ISO-timed lines on stderr, at ``level``, else ``$ETL_LOG_LEVEL``, else INFO.
+    """``etlctl run-stage``'s logging: ISO-timed lines on stderr, the package's (``entity_etl.*``) at
+    ``level``, else ``$ETL_LOG_LEVEL``, else INFO; other libraries' (botocore's endpoint and credential
+    notes) at WARNING or above, and everything at DEBUG.
 
-    Adds its stderr handler to the root logger once (a second call only sets the level). Returns the
+    Adds its stderr handler to the root logger once (a second call only sets the levels). Returns the
     level; an unknown level name is a :class:`ValueError` naming the setting.
     """
     name = (level or os.environ.get(LOG_LEVEL_ENV) or "INFO").strip().upper()
@@ -147,5 +149,6 @@ def configure_logging(level: str | None = None) -> int:
         handler = _StderrHandler()
         handler.setFormatter(IsoFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-    root.setLevel(number)
+    root.setLevel(number if number <= logging.DEBUG else max(number, logging.WARNING))
+    logging.getLogger("entity_etl").setLevel(number)
     return number
