@@ -99,15 +99,15 @@ def test_a_run_logs_each_stages_plan_every_chunk_and_its_table(
     assert [(m["i"], m["n"], m["mb"]) for m in target] == [(str(i), "5", None) for i in range(1, 6)]
     assert target[-1]["rows"] == "4,500"
 
-    # Every stage starts with a line and ends with the table etlctl prints, with ISO 8601 times.
+    # Every stage ends with the table etlctl prints, after a line with its ISO 8601 times and attempt.
     for stage in STAGES:
-        assert any(
-            re.fullmatch(rf"acme: {stage}: started at {ISO}, run \S+, attempt 1 \(no earlier attempt\)", m)
-            for m in messages
-        )
         (end,) = [m for m in messages if m.startswith(f"acme: {stage}: finished at ")]
         head, table = end.split("\n", 1)
-        assert re.fullmatch(rf"acme: {stage}: finished at {ISO}", head)
+        assert re.fullmatch(
+            rf"acme: {stage}: finished at {ISO}, run {re.escape(ctx.run_id)}, attempt 1 "
+            rf"\(started at {ISO}, no earlier attempt\)",
+            head,
+        ), head
         assert table == format_table([stats[stage]])
     # An ETA is now or later (the clock of the ETA is UTC).
     eta = dt.datetime.strptime(extract[-1]["eta"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
@@ -145,7 +145,10 @@ def test_a_resumed_extract_says_how_many_chunks_it_resumed(
     messages = lines(caplog)
     assert f"acme: extract: plan: 4 chunk(s) to do, 2 resumed (done before), 6 in all; {INTERVAL}" in messages
     assert any(
-        re.fullmatch(rf"acme: extract: started at {ISO}, run \S+, attempt 2 \(resumes its checkpoints\)", m)
+        re.fullmatch(
+            rf"acme: extract: finished at {ISO}, run \S+, attempt 2 \(started at {ISO}, resumes its checkpoints\)",
+            m.split("\n")[0],
+        )
         for m in messages
     )
     # The count goes on from the resumed chunks; the rows are this attempt's.
@@ -193,6 +196,15 @@ def test_etlctl_run_stage_logs_at_info_with_iso_times_and_prints_the_table(inclu
     stats = json.loads(proc.stdout)
     assert err[-1].split()[:3] == ["acme", "extract", "4,500"]  # the table's row closes the log
     assert stats["rows_out"] == 4500
+
+
+def test_a_stage_refused_before_its_plan_says_only_its_error(include: Path, tmp_path: Path) -> None:
+    """The one-line error of bad input stays one line at INFO: nothing is logged before a stage's plan."""
+    proc = etlctl_run_stage("acme", "load_staging", tmp_path / "objects")  # no extract ran: no manifest
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("etlctl: error: acme: no finished extract for run 'r1' "), line
+    assert proc.stdout == ""
 
 
 def test_etl_log_level_warning_silences_the_progress_and_a_bad_level_is_one_line(include: Path, tmp_path: Path) -> None:

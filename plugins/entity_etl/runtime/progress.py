@@ -133,9 +133,10 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def configure_logging(level: str | None = None) -> int:
-    """``etlctl run-stage``'s logging: ISO-timed lines on stderr, the package's (``entity_etl.*``) at
-    ``level``, else ``$ETL_LOG_LEVEL``, else INFO; other libraries' (botocore's endpoint and credential
-    notes) at WARNING or above, and everything at DEBUG.
+    """``etlctl run-stage``'s logging: ISO-timed lines on stderr, the stages' (``entity_etl.runtime.stages``)
+    at ``level``, else ``$ETL_LOG_LEVEL``, else INFO; every other logger's (the metrics' JSON lines,
+    botocore's endpoint and credential notes) at WARNING or above, and everything at DEBUG. So a stage
+    refused before its plan still says only its one-line error.
 
     Adds its stderr handler to the root logger once (a second call only sets the levels). Returns the
     level; an unknown level name is a :class:`ValueError` naming the setting.
@@ -150,5 +151,5 @@ def configure_logging(level: str | None = None) -> int:
         handler.setFormatter(IsoFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(number if number <= logging.DEBUG else max(number, logging.WARNING))
-    logging.getLogger("entity_etl").setLevel(number)
+    log.setLevel(number)
     return number

@@ -49,12 +49,14 @@ FENCED_STAGES = ("cleanup", "load_staging", "translate", "dedupe", "load_target"
 @dataclass(frozen=True)
 class _StageRun:
     """Which record one stage run writes: the stage, its record name (``extract.pNN`` for one
-    partition), the attempt number and when it started."""
+    partition), the attempt number, when and how it started."""
 
     stage: str
     name: str
     attempt: int | None
     started: dt.datetime
+    #: How it began: a first attempt, a resumed one, or a rerun of a stage that had succeeded.
+    how: str = ""
 
 
 def _lease(ctx: RunContext) -> contextlib.AbstractContextManager[object]:
@@ -117,10 +119,7 @@ def _run_recorded(
         except StaleUpdateError as exc:
             raise StageError(f"{ctx.entity}: {name}: not started: {exc}") from exc
     attempt = Attempt(resume=resume, lease_guard=guard, fence=fence, number=number)
-    run = _StageRun(stage, name, number, started)
-    log.info(
-        "%s: %s: started at %s, run %s, attempt %s (%s)", ctx.entity, name, iso(started), ctx.run_id, number or 1, how
-    )
+    run = _StageRun(stage, name, number, started, how)
     t0 = time.perf_counter()
     try:
         stats = _execute(ctx, attempt, run, t0)
@@ -142,7 +141,17 @@ def _run_recorded(
         whole = _StageRun(stage, stage, number, started)
         _finish(ctx, whole, stats=stats, duration_s=stats.duration_s, emit=False)
         ctx.store.put_bytes(ctx.stats_key(name), stats.to_json().encode())
-    log.info("%s: %s: finished at %s\n%s", ctx.entity, name, iso(dt.datetime.now(dt.UTC)), format_table([stats]))
+    log.info(
+        "%s: %s: finished at %s, run %s, attempt %s (started at %s, %s)\n%s",
+        ctx.entity,
+        name,
+        iso(dt.datetime.now(dt.UTC)),
+        ctx.run_id,
+        number or 1,
+        iso(started),
+        run.how,
+        format_table([stats]),
+    )
     return stats
 
 
