@@ -98,7 +98,8 @@ def time_calls(n: int, log_file: Path) -> tuple[float, float]:
     return silent_us, line_us
 
 
-def extract_pass(include: Path, store: Path, run: int) -> tuple[float, int]:
+def extract_pass(include: Path, store: Path, run: int) -> tuple[float, float, int]:
+    """One extract of a new run: its wall time, this process's CPU time in it, and its rows."""
     from entity_etl.runtime.context import build_context
     from entity_etl.runtime.stages import run_stage
 
@@ -111,9 +112,9 @@ def extract_pass(include: Path, store: Path, run: int) -> tuple[float, int]:
         entities_dir=include / "entities",
         sql_dir=include / "sql",
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stats = run_stage(ctx, "extract")
-    return time.perf_counter() - t0, stats.rows_out
+    return time.perf_counter() - t0, time.process_time() - c0, stats.rows_out
 
 
 def main() -> int:
@@ -151,8 +152,9 @@ def main() -> int:
 
         real_plan, real_done = progress.Progress.plan, progress.Progress.chunk_done
         walls: dict[str, list[float]] = {"on": [], "off": []}
+        cpus: dict[str, list[float]] = {"on": [], "off": []}
         lines_by_mode: dict[str, int] = {}
-        wall, _ = extract_pass(include, tmp / "objects-0", 0)  # unmeasured: imports, caches, the page cache
+        wall, _, _ = extract_pass(include, tmp / "objects-0", 0)  # unmeasured: imports, caches, the page cache
         print(f"pass 0 (warm-up, not counted): {wall:.2f} s", flush=True)
         run = 0
         for _ in range(args.rounds):
@@ -165,27 +167,32 @@ def main() -> int:
                     progress.Progress.chunk_done = lambda self, *a, **k: None  # type: ignore[method-assign]
                 run += 1
                 lines_before = sum(1 for _ in (tmp / "task.log").open()) if (tmp / "task.log").exists() else 0
-                wall, rows = extract_pass(include, tmp / f"objects-{run}", run)
+                wall, cpu, rows = extract_pass(include, tmp / f"objects-{run}", run)
                 lines = sum(1 for _ in (tmp / "task.log").open()) - lines_before
                 walls[mode].append(wall)
+                cpus[mode].append(cpu)
                 lines_by_mode[mode] = lines
-                print(f"pass {run}: progress {mode:3}: {wall:6.2f} s, {rows:,} rows, {lines} log lines", flush=True)
+                print(
+                    f"pass {run}: progress {mode:3}: {wall:6.2f} s wall, {cpu:6.2f} s CPU, {rows:,} rows, {lines} log lines",
+                    flush=True,
+                )
         progress.Progress.plan, progress.Progress.chunk_done = real_plan, real_done  # type: ignore[method-assign]
 
     chunks = lines_by_mode["on"] - lines_by_mode["off"] - 1  # a line per chunk, and the plan
-    on, off = statistics.median(walls["on"]), statistics.median(walls["off"])
     print(f"\nextract of {args.rows:,} rows, {chunks} chunks (a line each with progress on):")
-    print(
-        f"  progress off: best {min(walls['off']):.2f} s, median {off:.2f} s (spread {max(walls['off']) - min(walls['off']):.2f} s)"
-    )
-    print(
-        f"  progress on:  best {min(walls['on']):.2f} s, median {on:.2f} s (spread {max(walls['on']) - min(walls['on']):.2f} s)"
-    )
-    print(
-        f"  on vs off: median {(on - off) / off * 100:+.2f}%, best {(min(walls['on']) - min(walls['off'])) / min(walls['off']) * 100:+.2f}%"
-    )
+    for what, figures in (("wall", walls), ("CPU", cpus)):
+        on, off = statistics.median(figures["on"]), statistics.median(figures["off"])
+        best_on, best_off = min(figures["on"]), min(figures["off"])
+        print(
+            f"  {what:4}: off median {off:.2f} s (best {best_off:.2f}, spread {max(figures['off']) - best_off:.2f}); "
+            f"on median {on:.2f} s (best {best_on:.2f}, spread {max(figures['on']) - best_on:.2f}); "
+            f"on vs off: median {(on - off) / off * 100:+.2f}%, best {(best_on - best_off) / best_off * 100:+.2f}%"
+        )
+    off = statistics.median(walls["off"])
     own = chunks * line_us / 1e6
-    print(f"  the reporter's own calls at {chunks} lines: {own * 1e3:.2f} ms = {own / off * 100:.4f}% of the stage")
+    print(
+        f"  the reporter's own calls at {chunks} lines: {own * 1e3:.2f} ms = {own / off * 100:.4f}% of the stage's wall"
+    )
     return 0
 
 

@@ -141,18 +141,18 @@ def _run_recorded(
         whole = _StageRun(stage, stage, number, started)
         _finish(ctx, whole, stats=stats, duration_s=stats.duration_s, emit=False)
         ctx.store.put_bytes(ctx.stats_key(name), stats.to_json().encode())
+    _log_finished(ctx, run, stats)
+    return stats
+
+
+def _log_finished(ctx: RunContext, run: _StageRun, stats: StageStats) -> None:
+    """The stage's last log line: when it ended and began, its attempt, and the table etlctl prints."""
+    when = iso(dt.datetime.now(dt.UTC))
+    table = format_table([stats])
     log.info(
         "%s: %s: finished at %s, run %s, attempt %s (started at %s, %s)\n%s",
-        ctx.entity,
-        name,
-        iso(dt.datetime.now(dt.UTC)),
-        ctx.run_id,
-        number or 1,
-        iso(started),
-        run.how,
-        format_table([stats]),
+        *(ctx.entity, run.name, when, ctx.run_id, run.attempt or 1, iso(run.started), run.how, table),
     )
-    return stats
 
 
 def _finish(
