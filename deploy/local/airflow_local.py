@@ -98,6 +98,8 @@ def airflow_environment(
             "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_ports[1]),
+            # INFO, not the demo's WARNING: a task log shows each stage's plan, progress and statistics.
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # The DAG processor sees a new or changed entity file within 30 s, not the default 5 minutes.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    # The caller's own AIRFLOW__SECTION__KEY settings win (e.g. AIRFLOW__LOGGING__LOGGING_LEVEL=INFO).
+    # The caller's own AIRFLOW__SECTION__KEY settings win (e.g. AIRFLOW__LOGGING__LOGGING_LEVEL=DEBUG).
     overrides = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__")}
     print(f"airflow: starting api-server, scheduler, dag-processor and triggerer (home {args.home}) ...", flush=True)
     if overrides:

@@ -18,10 +18,10 @@ from typing import Any
 
 from entity_etl.config.loader import EntityConfigError, default_paths, load_entities
 from entity_etl.config.model import EntityConfig
+from entity_etl.runtime.progress import configure_logging
 from entity_etl.runtime.redaction import install_log_redaction, redact
 from entity_etl.runtime.remote_include import RemoteIncludeError
 from entity_etl.runtime.stages import STAGES, StageError, run_stage
-from entity_etl.runtime.stats import format_table
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -58,6 +58,9 @@ def _cmd_run_stage(args: argparse.Namespace) -> int:
     from entity_etl.runtime.context import build_context
     from entity_etl.runtime.stages.order import unfinished_predecessor
 
+    configure_logging()  # ISO-timed lines on stderr at $ETL_LOG_LEVEL, default INFO
+    install_log_redaction()  # again: on the handler configure_logging added
+
     ctx = build_context(
         entity=args.entity,
         run_id=args.run_id,
@@ -70,8 +73,7 @@ def _cmd_run_stage(args: argparse.Namespace) -> int:
     missing = None if args.force or ctx.lease_owner else unfinished_predecessor(ctx, args.stage)
     if missing:
         raise StageError(missing)
-    stats = run_stage(ctx, args.stage)
-    print(format_table([stats]), file=sys.stderr)
+    stats = run_stage(ctx, args.stage)  # logs the plan, the progress and the statistics table on stderr
     print(stats.to_json())
     return 0
 

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from entity_etl.runtime import run_records
 from entity_etl.runtime.lease import LeaseHeldError, default_ttl_s, open_lease_store
+from entity_etl.runtime.progress import iso
 from entity_etl.runtime.run_store import open_run_store
 
 
@@ -51,7 +52,7 @@ class EntityLeaseSensor(BaseSensorOperator):
                 raise AirflowFailException(str(exc)) from None
             self.log.info("waiting for the entity lease: %s", exc)
             return False
-        self.log.info("entity lease taken by %s until %s", owner, lease.expires_at)
+        self.log.info("entity lease taken by %s until %s", owner, iso(lease.expires_at))
         # A retry of this setup task after the run record moved on keeps the later record.
         run_records.open_run(
             open_run_store(), self.entity, str(context["run_id"]), attempt=int(context["ti"].try_number)

@@ -28,6 +28,10 @@ from entity_etl.orchestration.stage_operator import EntityStageOperator
 DAG_PREFIX = "etl_"
 
 
+#: How often a Batch stage task reads its job's CloudWatch log: as often as a stage logs its progress.
+AWSLOGS_FETCH_INTERVAL = dt.timedelta(seconds=10)
+
+
 class EntityConfigImportError(Exception):
     """Raised by ``dags/etl_config_errors.py`` so that invalid entity files show as import errors."""
 
@@ -90,6 +94,9 @@ def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) 
             partitions=config.extract_partitions,
             dag=dag,
             doc_md=f"Stage `{stage}` of entity `{config.entity}`.",
+            # On the batch backend the job's CloudWatch log is streamed into the task log (README, "Logs").
+            awslogs_enabled=True,
+            awslogs_fetch_interval=AWSLOGS_FETCH_INTERVAL,
         )
         previous >> task
         previous = task

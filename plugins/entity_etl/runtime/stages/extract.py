@@ -16,6 +16,7 @@ from typing import Any
 
 from entity_etl.runtime import chunks, csv_codec, failpoints
 from entity_etl.runtime.databases import Database, DatabaseError
+from entity_etl.runtime.progress import Progress
 from entity_etl.runtime.stages.context import Attempt, RunContext, StageError, partition_prefix, partition_stage
 from entity_etl.runtime.stages.manifest import merge_partitions, partition_plan
 from entity_etl.runtime.stages.row_rules import empty_warning
@@ -149,6 +150,8 @@ class _PartitionExtract:
         )
         self.key = db.quote(config.extract_chunk_key)
         self.params = ctx.interval_params()
+        label = f"{ctx.entity}: extract" + (f" partition {index}" if self.count > 1 else "")
+        self.progress = Progress(label)
 
     def run(self) -> tuple[dict[str, Any], int]:
         ctx, checkpoints = self.ctx, self.checkpoints
@@ -159,9 +162,12 @@ class _PartitionExtract:
             ctx.store.delete_prefix(ctx.manifest_key)
         resumed = len(checkpoints.done)
         last = checkpoints.last
+        interval = (ctx.interval_start, ctx.interval_end)
         if last is None or last.chunk != chunks.NULL_CHUNK:
             chunk_index = 0 if last is None else int(last.chunk) + 1
             planned = self.plan()
+            null_chunk = 1 if self.upper_bound is None else 0
+            self.progress.plan(len(planned) + null_chunk, resumed=resumed, interval=interval)
             window_size = self.db.chunk_window
             for offset in range(0, len(planned), window_size):
                 window = planned[offset : offset + window_size]
@@ -177,6 +183,8 @@ class _PartitionExtract:
             if self.upper_bound is None:  # the last partition also takes the NULL keys
                 query = chunks.null_chunk_sql(self.sql, self.key)
                 self.chunk(chunks.NULL_CHUNK, query, {}, {"after": None, "upto": None})
+        else:
+            self.progress.plan(0, resumed=resumed, interval=interval)
         partial = {
             "partition": self.index,
             "plan": self.plan_id,
@@ -284,6 +292,7 @@ class _PartitionExtract:
         if writer is not None:
             writer.path.unlink()
         self.checkpoints.record(chunk, {**part, **extra})
+        self.progress.chunk_done(rows, part["bytes"])
 
 
 def _cut_points(

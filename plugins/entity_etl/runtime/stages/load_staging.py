@@ -13,6 +13,7 @@ from typing import Any
 from entity_etl.config.model import EntityConfig
 from entity_etl.runtime import chunks, failpoints, fencing, staging_ledger
 from entity_etl.runtime.databases import Database
+from entity_etl.runtime.progress import Progress
 from entity_etl.runtime.stages.context import ROW_ID, Attempt, RunContext, StageError
 from entity_etl.runtime.stages.manifest import read_manifest
 
@@ -47,6 +48,9 @@ def load_staging(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
         fencing.check(attempt.fence, db)  # before the TRUNCATE, which commits by itself in MySQL
         db.delete_rows_after(config.staging.table, ROW_ID, keep_upto)
         db.commit()
+        progress = Progress(f"{ctx.entity}: load_staging")
+        todo = sum(1 for index in range(len(manifest["parts"])) if chunks.chunk_id(index) not in done)
+        progress.plan(todo, resumed=resumed, interval=(ctx.interval_start, ctx.interval_end))
         for index, part in enumerate(manifest["parts"]):
             chunk = chunks.chunk_id(index)
             if chunk in done:
@@ -58,6 +62,7 @@ def load_staging(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
             failpoints.hit("load_staging.part_committed")
             checkpoints.record(chunk, {"key": part["key"], "rows": n, "max_row": max_row})
             loaded += n
+            progress.chunk_done(n, gz_size)
         staging_ledger.mark(db, config, "loaded_seq", load_seq)
         fencing.check(attempt.fence, db)
         db.commit()

@@ -9,6 +9,7 @@ from typing import Any
 from entity_etl.config.model import EntityConfig
 from entity_etl.runtime import chunks, failpoints, fencing, staging_ledger, target_table
 from entity_etl.runtime.databases import Database
+from entity_etl.runtime.progress import Progress
 from entity_etl.runtime.stages.context import ROW_ID, Attempt, RunContext, StageError, count_rows, previous_stats
 
 
@@ -79,8 +80,14 @@ def load_target(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
         resumed = len(checkpoints.done)
         written = sum(int(c.data["written"]) for c in checkpoints.done)
         kept = sum(int(c.data.get("kept", 0)) for c in checkpoints.done)
-        if low is not None:
-            more_written, more_kept = _upsert_chunks(db, config, attempt, upsert, checkpoints, int(low), int(high))
+        progress = Progress(f"{ctx.entity}: load_target", counts_bytes=False)
+        interval = (ctx.interval_start, ctx.interval_end)
+        if low is None:
+            progress.plan(0, resumed=resumed, interval=interval)
+        else:
+            more_written, more_kept = _upsert_chunks(
+                db, config, attempt, upsert, checkpoints, int(low), int(high), progress, interval
+            )
             written, kept = written + more_written, kept + more_kept
         target_rows = count_rows(db, config.target.table)
     return {
@@ -151,19 +158,24 @@ def _upsert_chunks(
     checkpoints: chunks.StageCheckpoints,
     low: int,
     high: int,
+    progress: Progress,
+    interval: tuple[Any, Any],
 ) -> tuple[int, int]:
     """Upsert the chunks not yet checkpointed; return the rows written and kept by them.
 
     Chunks by row id, each committed and checkpointed: bounded transactions on RDS, and a rerun
     resumes after the last checkpointed chunk. The upsert makes the redo of a chunk that committed
-    but was not checkpointed converge to the same contents, never duplicate.
+    but was not checkpointed converge to the same contents, never duplicate. ``progress`` says the plan
+    (with the run's ``interval``) and each chunk.
     """
     written = kept = 0
     last = checkpoints.last
     start = int(last.data["end"]) if last else low
     index = int(last.chunk) + 1 if last else 0
+    step = config.target.chunk_rows
+    progress.plan(max(0, -(-(high - start + 1) // step)), resumed=len(checkpoints.done), interval=interval)
     while start <= high:
-        end = start + config.target.chunk_rows
+        end = start + step
         # Counted before the upsert, in its transaction: the rows the target keeps against them.
         n_kept = target_table.count_kept(db, upsert.kept_sql, [start, end]) if upsert.kept_sql else 0
         db.execute(upsert.sql, [start, end])
@@ -175,6 +187,7 @@ def _upsert_chunks(
         checkpoints.record(chunks.chunk_id(index), {"start": start, "end": end, "written": n, "kept": n_kept})
         written += n
         kept += n_kept
+        progress.chunk_done(n, 0)
         index += 1
         start = end
     return written, kept

@@ -18,6 +18,7 @@ from entity_etl.runtime.connections import ConnectionNotFoundError
 from entity_etl.runtime.databases import DatabaseError
 from entity_etl.runtime.lease import LeaseHeldError, LeaseKeeper, LeaseLostError
 from entity_etl.runtime.metrics import stage_metrics
+from entity_etl.runtime.progress import iso
 from entity_etl.runtime.run_store import StaleUpdateError
 from entity_etl.runtime.stages.cleanup import cleanup
 from entity_etl.runtime.stages.context import STAGES, Attempt, RunContext, StageError, record_name
@@ -26,7 +27,7 @@ from entity_etl.runtime.stages.extract import extract
 from entity_etl.runtime.stages.load_staging import load_staging
 from entity_etl.runtime.stages.load_target import load_target
 from entity_etl.runtime.stages.translate import translate
-from entity_etl.runtime.stats import StageStats
+from entity_etl.runtime.stats import StageStats, format_table
 from entity_etl.runtime.translators import TranslationError
 
 log = logging.getLogger("entity_etl.runtime.stages")
@@ -48,12 +49,14 @@ FENCED_STAGES = ("cleanup", "load_staging", "translate", "dedupe", "load_target"
 @dataclass(frozen=True)
 class _StageRun:
     """Which record one stage run writes: the stage, its record name (``extract.pNN`` for one
-    partition), the attempt number and when it started."""
+    partition), the attempt number, when and how it started."""
 
     stage: str
     name: str
     attempt: int | None
     started: dt.datetime
+    #: How it began: a first attempt, a resumed one, or a rerun of a stage that had succeeded.
+    how: str = ""
 
 
 def _lease(ctx: RunContext) -> contextlib.AbstractContextManager[object]:
@@ -94,11 +97,13 @@ def _run_recorded(
     started = dt.datetime.now(dt.UTC)
     number = ctx.attempt
     name = record_name(ctx, stage)
-    resume = True
+    resume, how = True, "no earlier attempt"
     if ctx.run_store is not None:
         previous = ctx.run_store.get(ctx.entity, ctx.run_id, name)
         # Resume an attempt that did not finish; redo a stage that had succeeded from the start.
         resume = previous is None or previous.status != "succeeded"
+        if previous is not None:
+            how = "resumes its checkpoints" if resume else "starts over: the stage had succeeded"
         if number is None:
             number = previous.attempt + 1 if previous else 1
         try:
@@ -114,7 +119,7 @@ def _run_recorded(
         except StaleUpdateError as exc:
             raise StageError(f"{ctx.entity}: {name}: not started: {exc}") from exc
     attempt = Attempt(resume=resume, lease_guard=guard, fence=fence, number=number)
-    run = _StageRun(stage, name, number, started)
+    run = _StageRun(stage, name, number, started, how)
     t0 = time.perf_counter()
     try:
         stats = _execute(ctx, attempt, run, t0)
@@ -136,7 +141,18 @@ def _run_recorded(
         whole = _StageRun(stage, stage, number, started)
         _finish(ctx, whole, stats=stats, duration_s=stats.duration_s, emit=False)
         ctx.store.put_bytes(ctx.stats_key(name), stats.to_json().encode())
+    _log_finished(ctx, run, stats)
     return stats
+
+
+def _log_finished(ctx: RunContext, run: _StageRun, stats: StageStats) -> None:
+    """The stage's last log line: when it ended and began, its attempt, and the table etlctl prints."""
+    when = iso(dt.datetime.now(dt.UTC))
+    table = format_table([stats])
+    log.info(
+        "%s: %s: finished at %s, run %s, attempt %s (started at %s, %s)\n%s",
+        *(ctx.entity, run.name, when, ctx.run_id, run.attempt or 1, iso(run.started), run.how, table),
+    )
 
 
 def _finish(
