@@ -200,7 +200,7 @@ def test_etlctl_run_stage_logs_at_info_with_iso_times_and_prints_the_table(inclu
 
 def test_a_stage_refused_before_its_plan_says_only_its_error(include: Path, tmp_path: Path) -> None:
     """The one-line error of bad input stays one line at INFO: nothing is logged before a stage's plan."""
-    proc = etlctl_run_stage("acme", "load_staging", tmp_path / "objects")  # no extract ran: no manifest
+    proc = etlctl_run_stage("acme", "load_staging", tmp_path / "objects", force=True)  # no extract ran: no manifest
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("etlctl: error: acme: no finished extract for run 'r1' "), line
