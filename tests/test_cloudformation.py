@@ -457,9 +457,11 @@ def test_sns_and_eventbridge_delivery_failures_have_a_dead_letter_queue_that_let
 
 
 def runtime_client_calls() -> dict[str, set[str]]:
-    """Module -> the boto3 operations it calls (``client.put_item(...)``, paginators), found by AST."""
+    """Module (a package counts as one) -> the boto3 operations it calls (``client.put_item(...)``,
+    paginators), found by AST."""
     calls: dict[str, set[str]] = {}
-    for path in sorted((ROOT / "plugins/entity_etl/runtime").glob("*.py")):
+    runtime = ROOT / "plugins/entity_etl/runtime"
+    for path in sorted(runtime.rglob("*.py")):
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
@@ -472,7 +474,7 @@ def runtime_client_calls() -> dict[str, set[str]]:
                     name = str(node.args[0].value)
                 found.add(name)
         if found:
-            calls[path.stem] = found
+            calls.setdefault(path.relative_to(runtime).parts[0].removesuffix(".py"), set()).update(found)
     return calls
 
 
