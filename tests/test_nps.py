@@ -581,7 +581,7 @@ def test_an_unknown_reporting_connection_is_named(monkeypatch: pytest.MonkeyPatc
 
 
 def test_an_unreachable_reporting_database_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    from servers import free_port
+    from support.servers import free_port
 
     monkeypatch.setenv("AIRFLOW_CONN_SURVEY_REPORTING", f"mysql://reporter:s3cret-pw@127.0.0.1:{free_port()}/reports")
     with pytest.raises(job.NpsJobError) as error:
