@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from entity_etl.runtime.connections import parse_connection
 from entity_etl.runtime.csv_codec import encode_row, encode_rows, iter_records
 from entity_etl.runtime.databases import SESSION_VARIABLES, DatabaseError, MySQLDatabase, SqliteDatabase
+from entity_etl.runtime.databases.mysql import _release_writer
 from support.odd_values import ODD_TEXT
 from support.servers import MariaDB
 
@@ -119,6 +123,30 @@ def test_load_csv_stream_failures_do_not_hang(mariadb: MariaDB, mariadb_db: str,
         with gzip.open(io.BytesIO(data[: len(data) // 2]), "rb") as source, pytest.raises(EOFError):
             db.load_csv_stream("s2", ["id", "txt"], source, tmp_path)
         db.rollback()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.timeout(30)
+def test_a_feeder_that_opens_the_fifo_late_is_released(tmp_path: Path) -> None:
+    # The load failed before the feeder thread reached its open(): as on a loaded machine, the thread
+    # opens the FIFO only after the first release. It must still be released, not block for ever.
+    fifo = tmp_path / "part.csv"
+    os.mkfifo(fifo, 0o600)
+    outcome: list[str] = []
+
+    def late_feeder() -> None:
+        time.sleep(0.3)
+        try:
+            with fifo.open("wb") as dst:
+                dst.write(b"x" * (1 << 20))
+        except BrokenPipeError:
+            outcome.append("released")
+
+    feeder = threading.Thread(target=late_feeder, daemon=True)
+    feeder.start()
+    _release_writer(fifo, feeder)
+    assert not feeder.is_alive()
+    assert outcome == ["released"]
 
 
 def test_load_csv_stream_on_sqlite(tmp_path: Path) -> None:

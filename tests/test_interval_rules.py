@@ -37,7 +37,7 @@ def api() -> Iterator[Any]:
     """The Airflow REST API on a metadata DB holding the repo's DAGs (all users admins, no login)."""
     os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
     # The API server signs its tokens with this; a fresh AIRFLOW_HOME (a clean CI clone) has none yet.
-    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "test-only-signing-key")
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "test-only-signing-key-" + "0" * 64)  # HS512 wants 64+ bytes
     os.environ["ETL_INCLUDE_DIR"] = str(ROOT / "include")
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)

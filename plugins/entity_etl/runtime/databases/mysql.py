@@ -423,17 +423,26 @@ class MySQLDatabase(Database):
             except DatabaseError as exc:
                 load_error = exc
             finally:
-                if feeder.is_alive():
-                    # The load ended before reading everything, or before opening the FIFO: opening
-                    # and closing the read end releases a writer blocked in open() or write().
-                    with contextlib.suppress(OSError):
-                        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-                feeder.join()
+                _release_writer(fifo, feeder)
         if errors:  # the stream's own failure explains a failed or short load best
             raise errors[0]
         if load_error is not None:
             raise load_error
         return loaded
+
+
+def _release_writer(fifo: Path, feeder: threading.Thread) -> None:
+    """Wait for the thread that fills ``fifo``, releasing it if the load stopped reading.
+
+    The load may end before reading everything, or before opening the FIFO at all. Opening and
+    closing the read end releases a writer blocked in ``open()`` (its ``write()`` then fails with
+    ``EPIPE``) or in ``write()``. Repeat until the thread ends: on a loaded machine the thread may
+    reach its ``open()`` only after a first release, and would then block there for ever.
+    """
+    while feeder.is_alive():
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        feeder.join(timeout=0.05)
 
 
 def _text(value: object) -> str:
