@@ -25,7 +25,7 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
-from entity_etl.runtime import failpoints
+from entity_etl.runtime import failpoints, sql_text
 from entity_etl.runtime.run_store import Checkpoint, RunStore
 
 NULL_CHUNK = "null"
@@ -76,7 +76,7 @@ def decode_key(data: dict[str, str]) -> Any:
 # -- SQL around the entity's query -------------------------------------------------------------
 def _inner(sql: str) -> str:
     # The newline ends a trailing "-- comment" before the closing parenthesis.
-    return f"({sql.strip().rstrip(';').rstrip()}\n) src"
+    return f"({sql_text.without_statement_end(sql).strip()}\n) src"
 
 
 def _range(key: str, *, lower: bool, upper: bool) -> str:
