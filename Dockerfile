@@ -5,13 +5,18 @@
 #
 # Two stages: wheels are built (mysqlclient compiles against libmariadb) in the first, and the second
 # holds only the runtime's dependencies, the MariaDB client library and a non-root user.
+# Image names are build arguments whose defaults are the official images; where no registry is
+# reachable, deploy/local-images/build.py makes local stand-ins (make test-deploy passes them).
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9
+
+FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config libmariadb-dev \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
+COPY --from=uv /uv /usr/local/bin/uv
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 COPY plugins/entity_etl ./plugins/entity_etl
