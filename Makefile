@@ -10,11 +10,12 @@ APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos mutation clean
+.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-deploy test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos mutation clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
-	@echo "make test   - lint, type-check and run every test (starts its own MariaDB and moto servers)"
+	@echo "make test   - lint, type-check and run every test (starts its own MariaDB and moto servers), then test-deploy"
+	@echo "make test-deploy - the deploy suite alone: the job image built and run on a real Docker engine, MWAA's package set"
 	@echo "make mutation [MUTANTS=globs] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
 	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
 	@echo "make bench-chaos [CHAOS_ROWS=1000000] - stage kills, server crashes and lease takeovers on MariaDB, target checked exactly"
@@ -65,6 +66,13 @@ test: test-deps
 	@$(RUN) ruff format --check .
 	@$(RUN) mypy
 	@$(RUN) pytest
+	@$(MAKE) --no-print-directory test-deploy
+
+# The deploy suite (tests/deploy/): the job image built and run, MWAA's package set, on a real Docker
+# engine that with-docker.sh installs and starts when missing (and stops if it started it). The
+# images no registry serves here are local stand-ins (deploy/local-images/build.py), cached by hash.
+test-deploy: venv
+	@deploy/local-images/with-docker.sh env DEPLOY_TESTS=1 $(RUN) pytest tests/deploy
 
 # MWAA runs Python 3.12: the same lock, a second venv, every test but the slow demo.
 # A Python 3.12 that runs (a pyenv shim named python3.12 may exist and still fail).

@@ -23,6 +23,9 @@ os.environ["ETL_STATE_DB"] = str(_AIRFLOW_HOME / "etl-state.db")
 
 from support.servers import MariaDB, MotoServer, start_mariadb, start_moto  # noqa: E402
 
+# tests/deploy/ (Docker, MWAA's image) runs under `make test-deploy`, which sets DEPLOY_TESTS=1.
+collect_ignore = [] if os.environ.get("DEPLOY_TESTS") == "1" else ["deploy"]
+
 
 @pytest.fixture(autouse=True)
 def own_state_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
