@@ -92,8 +92,9 @@ def debian() -> str:
 
 def python(base_inputs: str, interpreter: Path) -> None:
     prefix = Path(
-        subprocess.run([str(interpreter), "-c", "import sys; print(sys.prefix)"], check=True, text=True,
-                       capture_output=True).stdout.strip()
+        subprocess.run(
+            [str(interpreter), "-c", "import sys; print(sys.prefix)"], check=True, text=True, capture_output=True
+        ).stdout.strip()
     )
     version = subprocess.run([str(interpreter), "-VV"], check=True, text=True, capture_output=True).stdout
     if not version.startswith("Python 3.12"):
@@ -109,8 +110,18 @@ def python(base_inputs: str, interpreter: Path) -> None:
         shutil.copytree(prefix, context / "python", symlinks=True, ignore=skip)
         (context / "proxy-ca.crt").write_bytes(ca)
         shutil.copy(HERE / "python.Dockerfile", context / "Dockerfile")
-        _docker("build", "-q", "--build-arg", f"BASE_IMAGE={DEBIAN}", "--label", f"{LABEL}={inputs}",
-                "-t", PYTHON, str(context), capture=True)
+        _docker(
+            "build",
+            "-q",
+            "--build-arg",
+            f"BASE_IMAGE={DEBIAN}",
+            "--label",
+            f"{LABEL}={inputs}",
+            "-t",
+            PYTHON,
+            str(context),
+            capture=True,
+        )
     print(f"stand-in {PYTHON}: built from {prefix} ({version.strip()}) (inputs {inputs})")
 
 
