@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -68,12 +67,21 @@ def image() -> str:
 
 
 def _source_rows() -> list[tuple[str, str, int]]:
-    rows = [(f"k{i % 10_000:05d}", f"{ODD[i % len(ODD)]} #{i}", i) for i in range(ROWS)]
-    return rows
+    return [(f"k{i % 10_000:05d}", f"{ODD[i % len(ODD)]} #{i}", i) for i in range(ROWS)]
 
 
 @pytest.fixture
-def world(mariadb: MariaDB, mariadb_db: str, aws: MotoServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def world(
+    mariadb: MariaDB, mariadb_db: str, aws: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    # The worker's deployment settings, which the batch backend forwards to the job (job_spec.FORWARDED_ENV).
+    for name, value in {
+        "ETL_OBJECT_STORE_URL": f"s3://{BUCKET}/dx",
+        "ETL_STATE_STORE": "dynamodb",
+        "ETL_RUNS_TABLE": RUNS,
+        "ETL_LEASES_TABLE": LEASES,
+    }.items():
+        monkeypatch.setenv(name, value)
     password = uuid.uuid4().hex
     conn = mariadb.connect(mariadb_db)
     cur = conn.cursor()
@@ -124,21 +132,9 @@ def _docker_run(
     attempt: int = 1,
 ) -> subprocess.CompletedProcess[str]:
     """One stage in a container, with the command and environment the batch backend submits."""
-    deployment = {
-        "ETL_OBJECT_STORE_URL": f"s3://{BUCKET}/dx",
-        "ETL_STATE_STORE": "dynamodb",
-        "ETL_RUNS_TABLE": RUNS,
-        "ETL_LEASES_TABLE": LEASES,
-    }
-    saved = {k: os.environ.get(k) for k in deployment}
-    os.environ.update(deployment)  # what the worker forwards (job_spec.FORWARDED_ENV)
-    try:
-        command = stage_command("dx", stage, RUN_ID, START, START + dt.timedelta(days=1))
-        run_env = {"ETL_LEASE_OWNER": OWNER, "ETL_LEASE_EPOCH": str(world["epoch"]), "ETL_ATTEMPT": str(attempt)}
-        overrides = container_overrides(ComputeConfig(), command, run_env)
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    command = stage_command("dx", stage, RUN_ID, START, START + dt.timedelta(days=1))
+    run_env = {"ETL_LEASE_OWNER": OWNER, "ETL_LEASE_EPOCH": str(world["epoch"]), "ETL_ATTEMPT": str(attempt)}
+    overrides = container_overrides(ComputeConfig(), command, run_env)
     env = {e["name"]: e["value"] for e in overrides["environment"]}
     # What the job definition and the Batch job role give the container on AWS: the connections, the
     # region and credentials (moto's), the endpoint; the include folder mounted as the image reads it.
@@ -243,7 +239,8 @@ def test_every_stage_runs_in_a_container_and_a_killed_extract_resumes(
             newest[row[0]] = row
     expected = sorted(newest.values())
     got = _target_rows(mariadb, world["db"])
-    assert [r for r in got if r not in set(expected)][:5] == []
+    wanted = set(expected)
+    assert [r for r in got if r not in wanted][:5] == []
     assert (len(got), _digest(got)) == (len(expected), _digest(expected))
     parts = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="dx/")["KeyCount"]
     assert parts >= 12
