@@ -60,7 +60,9 @@ def stages() -> list[list[tuple[str, str]]]:
 def test_dockerfile_slim_python_312_non_root_and_only_built_wheels() -> None:
     args = dict(a.split("=", 1) for w, a in instructions() if w == "ARG" and "=" in a)
     assert args["PYTHON_IMAGE"].startswith("python:3.12-slim")
-    build, final = stages()
+    assert args["UV_IMAGE"].startswith("ghcr.io/astral-sh/uv:")  # official defaults; tests pass stand-ins
+    uv, build, final = stages()
+    assert uv == [("FROM", "${UV_IMAGE} AS uv")]  # the uv binary's stage only
     assert build[0] == ("FROM", "${PYTHON_IMAGE} AS build") and final[0] == ("FROM", "${PYTHON_IMAGE}")
     users = [a for w, a in final if w == "USER"]
     assert users and users[-1] not in ("root", "0")
