@@ -110,13 +110,13 @@ def build_dag(
             """Read the day's answers, count them, replace the day's rows in the reporting table."""
             from entity_etl.nps import job
             from entity_etl.nps.settings import NpsSettings
-            from entity_etl.orchestration.connections import airflow_connection
+            from entity_etl.orchestration.db_hooks import open_airflow_database
 
             return job.compute_day(
                 day=_day(context, timezone),
                 settings=NpsSettings.from_lookup(_setting),
                 timezone=timezone,
-                resolver=airflow_connection,
+                opener=open_airflow_database,
             )
 
         @task(task_id="publish_files", execution_timeout=dt.timedelta(minutes=30))
@@ -124,10 +124,10 @@ def build_dag(
             """The day's CSV and trend chart, from the reporting table, to object storage."""
             from entity_etl.nps import job
             from entity_etl.nps.settings import NpsSettings
-            from entity_etl.orchestration.connections import airflow_connection
+            from entity_etl.orchestration.db_hooks import open_airflow_database
 
             return job.publish_day(
-                day=_day(context, timezone), settings=NpsSettings.from_lookup(_setting), resolver=airflow_connection
+                day=_day(context, timezone), settings=NpsSettings.from_lookup(_setting), opener=open_airflow_database
             )
 
         @task(task_id="notify", retries=0)

@@ -7,23 +7,21 @@
   ``AIRFLOW_HOME``, plugins.zip unzipped into its ``plugins/``, the variables startup.sh exports; the
   plugin manager, the triggerer's import of the Deadline Alert callback and the DAG processor's parse,
   in a subprocess where this checkout is not importable (``tests/support/mwaa_probe.py``).
-* ``slow``: the same in a separate Python 3.12 venv with MWAA 3.3.1's pins (apache-airflow 3.3.1,
-  amazon provider 9.34.0, mysql provider 6.6.1), cached in ``.venv-mwaa``, plus a Batch stage
-  submitted through that amazon provider's ``BatchOperator`` to moto.
+* requirements.txt against MWAA 3.3.1's image data vendored in ``deploy/mwaa/image/``. The same
+  view in a venv built as that image, with a Batch stage through its amazon provider, is the deploy
+  suite's ``tests/deploy/test_mwaa_image.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tomllib
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -36,20 +34,21 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from support.entity_files import write_entity
-from support.servers import IN_CI, MotoServer
+from support.mwaa_image import CONSTRAINTS, CONSTRAINTS_URL, IMAGE_PACKAGES, read_pins
+from support.mwaa_layout import (
+    BUCKET,
+    MWAA,
+    REGION,
+    bucket_objects,
+    check_mwaa_view,
+    deploy_quietly,
+    mwaa_home,
+    run_probe,
+    startup_exports,
+)
+from support.servers import MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
-MWAA = ROOT / "deploy" / "mwaa"
-PROBE = Path(__file__).with_name("support") / "mwaa_probe.py"
-BUCKET = "mwaa-entity-etl"
-REGION = "eu-west-1"
-CONSTRAINTS_URL = "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.1/constraints-3.12.txt"
-#: What Amazon MWAA's Airflow 3.3.1 image pins (and what the slow test installs).
-MWAA_PINS = (
-    "apache-airflow==3.3.1",
-    "apache-airflow-providers-amazon==9.34.0",
-    "apache-airflow-providers-mysql==6.6.1",
-)
 ENV_ARTEFACTS = {"plugins.zip", "requirements.txt", "startup.sh"}
 
 
@@ -85,28 +84,12 @@ def s3(aws: MotoServer) -> Any:
     return client
 
 
-def bucket_objects(s3: Any) -> dict[str, bytes]:
-    keys = [
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-        for o in page.get("Contents", [])
-    ]
-    return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
-
-
 def run_deploy(*args: str | Path, root: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``deploy/mwaa/deploy.py`` as ``make deploy-mwaa`` runs it (AWS settings from the environment)."""
     command = [sys.executable, str(MWAA / "deploy.py"), "--bucket", BUCKET, *map(str, args)]
     if root is not None:
         command += ["--root", str(root)]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
-
-
-def deploy_quietly(root: Path, **kwargs: Any) -> Any:
-    lines: list[str] = []
-    result = deploy_mod.deploy(BUCKET, root=root, out=lines.append, **kwargs)
-    result.lines = lines
-    return result
 
 
 def expected_layout(root: Path) -> dict[str, bytes]:
@@ -120,22 +103,38 @@ def expected_layout(root: Path) -> dict[str, bytes]:
 
 # -- the files ------------------------------------------------------------------------------------
 def test_requirements_txt_is_mwaas_constraint_plus_the_package_dependencies() -> None:
-    lines = [
-        line.strip()
-        for line in (MWAA / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    text = (MWAA / "requirements.txt").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert lines[0] == f'--constraint "{CONSTRAINTS_URL}"'
     assert [line for line in lines if line.startswith("-")] == [lines[0]]
     listed = {canonicalize_name(Requirement(line).name): Requirement(line) for line in lines[1:]}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["nps"]]]
-    # Exactly the runtime dependencies and the NPS chart's, with the same version ranges.
+    extras = project["optional-dependencies"]
+    provider = [r for r in extras["airflow"] if Requirement(r).name == "apache-airflow-providers-mysql"]
+    wanted = [Requirement(r) for r in [*project["dependencies"], *provider, *extras["nps"]]]
+    # Exactly the runtime dependencies, the mysql provider and the NPS chart's, with pyproject's ranges.
     assert {name: str(r.specifier) for name, r in listed.items()} == {
         canonicalize_name(r.name): str(r.specifier) for r in wanted
     }
-    # Nothing that MWAA's image already has: a pin of Airflow or a provider would replace the image's.
-    assert not [name for name in listed if name.startswith("apache-airflow")]
+    image = read_pins(IMAGE_PACKAGES)
+    constraints = read_pins(CONSTRAINTS)
+    # No Airflow or provider the image has; what else it has resolves to the image's own version.
+    assert not [n for n in listed if n.startswith("apache-airflow") and n in image]
+    shared = sorted(set(listed) & set(image))
+    assert shared == ["boto3", "croniter", "pydantic", "pyyaml"]
+    assert {n: constraints[n] for n in shared} == {n: image[n] for n in shared}
+    assert all(listed[n].specifier.contains(image[n]) for n in shared)
+    # The image lacks the mysql provider and mysqlclient; the constraints bring them at their pins.
+    for name, pin in {"apache-airflow-providers-mysql": "6.6.1", "mysqlclient": "2.2.8"}.items():
+        assert name in listed and name not in image
+        assert constraints[name] == pin and listed[name].specifier.contains(pin)
+    # The comments name exactly the image's providers with their versions, and what the constraints give.
+    providers = {n.removeprefix("apache-airflow-providers-"): v for n, v in image.items() if "-providers-" in n}
+    comment = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    listing = comment.split("the providers ", 1)[1].split(": none of them", 1)[0]
+    assert dict(re.findall(r"([a-z-]+) (\d+\.\d+\.\d+)", listing)) == providers
+    assert f"apache-airflow {image['apache-airflow']} and the providers" in comment
+    assert "resolve them to apache-airflow-providers-mysql 6.6.1 and mysqlclient 2.2.8" in comment
 
 
 def test_plugins_zip_holds_the_package_and_the_survey_reader_and_is_reproducible(repo: Path) -> None:
@@ -167,18 +166,6 @@ def test_plugins_zip_holds_the_package_and_the_survey_reader_and_is_reproducible
     out = repo / "out" / "plugins.zip"
     subprocess.run([sys.executable, str(MWAA / "build_plugins.py"), "-o", str(out), "--root", str(ROOT)], check=True)
     assert out.read_bytes() == build_mod.plugins_zip_bytes(ROOT)
-
-
-def startup_exports(script: str, airflow_home: Path, workdir: Path | None = None) -> dict[str, str]:
-    """The variables that ``script`` exports, as MWAA collects them after running it with bash."""
-    base = {"PATH": os.environ["PATH"], "AIRFLOW_HOME": str(airflow_home), "MWAA_AIRFLOW_COMPONENT": "worker"}
-    probe = 'set -e; . "$1" >/dev/null; env -0'
-    path = (workdir or airflow_home) / "startup.sh"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(script)
-    done = subprocess.run(["bash", "-c", probe, "startup", str(path)], env=base, capture_output=True, check=True)
-    after = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if item)
-    return {k: v for k, v in after.items() if base.get(k) != v and k not in ("PWD", "SHLVL", "_", "OLDPWD")}
 
 
 def test_startup_sh_points_the_package_at_the_synced_include_dir(tmp_path: Path) -> None:
@@ -418,75 +405,6 @@ def test_a_missing_bucket_is_a_clear_error(aws: MotoServer) -> None:
 
 
 # -- what MWAA sees -------------------------------------------------------------------------------
-def mwaa_home(s3: Any, base: Path) -> tuple[Path, dict[str, str]]:
-    """An MWAA container's AIRFLOW_HOME from the bucket, and the variables its startup.sh exports."""
-    home = base / "usr/local/airflow"
-    for key, data in bucket_objects(s3).items():
-        if key.startswith("dags/"):  # MWAA syncs the DAGs folder prefix to $AIRFLOW_HOME/dags
-            target = home / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    plugins = s3.get_object(Bucket=BUCKET, Key="plugins.zip")["Body"].read()
-    zipfile.ZipFile(io.BytesIO(plugins)).extractall(home / "plugins")  # as MWAA does on start
-    startup = s3.get_object(Bucket=BUCKET, Key="startup.sh")["Body"].read().decode()
-    return home, startup_exports(startup, home, workdir=base)
-
-
-def run_probe(python: str, mode: str, home: Path, env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """``tests/support/mwaa_probe.py`` in a clean environment, from a folder outside this checkout."""
-    script = tmp / "mwaa_probe.py"
-    shutil.copy2(PROBE, script)
-    base = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp}/airflow.db",
-        "ETL_STATE_DB": str(tmp / "etl-state.db"),
-        # The developer checkout must not be what the probe imports: MWAA has only its two folders.
-        "MWAA_PROBE_HIDE": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
-    }
-    done = subprocess.run(
-        [python, str(script), mode], env={**base, **env}, cwd=tmp, capture_output=True, text=True, timeout=600
-    )
-    reports = [line for line in done.stdout.splitlines() if line.startswith("MWAA-PROBE ")]
-    assert done.returncode == 0 and reports, f"probe {mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
-    report: dict[str, Any] = json.loads(reports[-1].removeprefix("MWAA-PROBE "))
-    return report
-
-
-def check_mwaa_view(report: dict[str, Any], home: Path) -> None:
-    assert report["import_errors"] == {}
-    assert {"etl_de", "etl_jp", "etl_br", "etl_nz", "survey_nps_daily"} <= set(report["dag_ids"])
-    etl = sorted(d for d in report["dag_ids"] if d.startswith("etl_"))
-    assert etl == ["etl_br", "etl_de", "etl_jp", "etl_nz"]
-    assert report["tasks"]["etl_nz"] == sorted(
-        [
-            "acquire_lease",
-            "cleanup",
-            "extract",
-            "load_staging",
-            "dedupe",
-            "load_target",
-            "publish_loaded",
-            "release_lease",
-        ]
-    )
-    # The config is read where MWAA syncs it, the code comes from plugins.zip.
-    assert report["entities_dir"] == str(home / "dags/include/entities")
-    assert report["sql_dir"] == str(home / "dags/include/sql")
-    assert report["entity_etl_from_plugins"], report["entity_etl_file"]
-    assert report["survey_reader_from_plugins"], report["survey_reader_file"]
-    # The triggerer imports the Deadline Alert callback with no DAGs folder on its path.
-    assert report["dags_folder_on_path_before_parse"] is False
-    assert report["callback_import"] == "entity_etl.orchestration.notifier.SnsEventNotifier"
-    # The plugin manager runs none of the package's modules as plugins, and reports no error.
-    assert report["plugin_import_errors"] == {}
-    assert report["modules_run_as_plugins"] == []
-
-
 @pytest.mark.moto
 def test_mwaa_sees_every_entity_dag_including_one_added_by_upload(s3: Any, repo: Path, tmp_path: Path) -> None:
     deploy_quietly(repo)
@@ -504,136 +422,3 @@ def test_mwaa_sees_every_entity_dag_including_one_added_by_upload(s3: Any, repo:
     ]
     report = run_probe(sys.executable, "dagbag", home, startup_env, tmp_path)
     check_mwaa_view(report, home)
-
-
-# -- MWAA's pins, Python 3.12 ---------------------------------------------------------------------
-VENV = ROOT / ".venv-mwaa"
-
-
-def find_uv() -> str | None:
-    found = shutil.which("uv")
-    fallback = Path.home() / ".local/bin/uv"
-    return found or (str(fallback) if fallback.exists() else None)
-
-
-def find_python312() -> str | None:
-    """A Python 3.12 that runs (a pyenv shim named python3.12 may exist and still fail), as the Makefile looks."""
-    candidates = [
-        shutil.which("python3.12"),
-        *sorted(map(str, Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))),
-    ]
-    for candidate in [*candidates, "/usr/bin/python3.12"]:
-        if not candidate or not Path(candidate).exists():
-            continue
-        check = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"], capture_output=True, text=True
-        )
-        if check.returncode == 0 and check.stdout.strip() == "True":
-            return candidate
-    return None
-
-
-def fetch_constraints() -> str | None:
-    """The Airflow 3.3.1 / Python 3.12 constraints file, or None when GitHub is out of reach."""
-    try:
-        with urllib.request.urlopen(CONSTRAINTS_URL, timeout=10) as response:
-            return str(response.read().decode())
-    except OSError:
-        return None
-
-
-def mwaa_venv(tmp: Path) -> tuple[Path, bool]:
-    """``.venv-mwaa``: MWAA's pins and deploy/mwaa/requirements.txt on Python 3.12; (python, constraints used)."""
-    uv, python = find_uv(), find_python312()
-    if uv is None or python is None:
-        missing = "uv" if uv is None else "a Python 3.12 (python3.12, ~/.pyenv/versions/3.12*/bin/python3.12)"
-        message = f"the MWAA pins test needs {missing}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: this test never skips)")
-        pytest.skip(message)
-    constraints = fetch_constraints()
-    requirements = [
-        line for line in (MWAA / "requirements.txt").read_text().splitlines() if not line.startswith("--constraint")
-    ]
-    stamp = hashlib.sha256(
-        json.dumps([MWAA_PINS, requirements, python, constraints is not None, constraints or ""]).encode()
-    ).hexdigest()
-    venv_python = VENV / "bin" / "python"
-    stamp_file = VENV / ".entity-etl-stamp"
-    reusable = stamp_file.exists() and stamp_file.read_text() == stamp and venv_python.exists()
-    if reusable and subprocess.run([str(venv_python), "-c", "import airflow"], capture_output=True).returncode == 0:
-        return venv_python, constraints is not None
-    shutil.rmtree(VENV, ignore_errors=True)
-    subprocess.run([uv, "venv", "--quiet", "--python", python, str(VENV)], check=True)
-    requirements_file = tmp / "requirements.txt"
-    requirements_file.write_text("\n".join(requirements) + "\n")
-    command = [uv, "pip", "install", "--quiet", "--python", str(venv_python), *MWAA_PINS, "-r", str(requirements_file)]
-    if constraints is not None:
-        # MWAA's pins win over the constraints file's own lines for the same packages.
-        pinned = {canonicalize_name(Requirement(p).name) for p in MWAA_PINS}
-        kept = [
-            line
-            for line in constraints.splitlines()
-            if not line.strip() or line.startswith("#") or canonicalize_name(Requirement(line).name) not in pinned
-        ]
-        constraints_file = tmp / "constraints-3.12.txt"
-        constraints_file.write_text("\n".join(kept) + "\n")
-        command += ["-c", str(constraints_file)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    assert done.returncode == 0, f"installing MWAA's pins failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
-    stamp_file.write_text(stamp)
-    return venv_python, constraints is not None
-
-
-@pytest.mark.slow
-@pytest.mark.moto
-def test_with_mwaas_pins_on_python_312_the_dags_load_and_a_batch_stage_runs(
-    s3: Any, repo: Path, tmp_path: Path, aws: MotoServer
-) -> None:
-    python, _ = mwaa_venv(tmp_path)
-    deploy_quietly(repo)
-    write_entity(repo / "include", "nz")
-    deploy_quietly(repo)
-    home, startup_env = mwaa_home(s3, tmp_path / "mwaa")
-
-    report = run_probe(str(python), "dagbag", home, startup_env, tmp_path)
-    assert report["versions"]["python"].startswith("3.12.")
-    assert report["versions"]["apache-airflow"] == "3.3.1"
-    assert report["versions"]["apache-airflow-providers-amazon"] == "9.34.0"
-    assert report["versions"]["apache-airflow-providers-mysql"] == "6.6.1"
-    assert report["airflow_file"].startswith(str(VENV))
-    check_mwaa_view(report, home)
-    # What the stage task shows Airflow is amazon 9.34.0's BatchOperator, field for field.
-    assert report["batch_surface_differences"] == {}
-
-    # A stage on the batch backend: amazon 9.34.0's BatchOperator submits and monitors the job on moto.
-    aws_env = {
-        name: os.environ[name]
-        for name in (
-            "AWS_ENDPOINT_URL",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION",
-            "AWS_REGION",
-        )
-    }
-    batch_env = {
-        **startup_env,
-        **aws_env,
-        "ETL_COMPUTE_BACKEND": "batch",
-        "ETL_OBJECT_STORE_URL": "s3://etl-objects/stage-runs",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws"}),
-    }
-    ran = run_probe(str(python), "batch", home, batch_env, tmp_path)
-    run_id = "scheduled__2026-11-02T00:00:00+00:00"
-    assert ran["job"]["status"] == "SUCCEEDED"
-    assert ran["job"]["jobName"].startswith("etl-de-extract-")
-    assert ran["job"]["jobQueue"].endswith(":job-queue/etl-fargate")
-    assert ran["job"]["command"] == [
-        "etlctl", "run-stage", "--entity", "de", "--stage", "extract", "--run-id", run_id,
-        "--interval-start", "2026-11-02T00:00:00+00:00", "--interval-end", "2026-11-03T00:00:00+00:00",
-    ]  # fmt: skip
-    assert ran["job"]["environment"]["ETL_OBJECT_STORE_URL"] == "s3://etl-objects/stage-runs"
-    assert ran["job"]["environment"]["ETL_LEASE_OWNER"] == f"etl_de/{run_id}"
-    assert ran["result"]["job_id"]
-    assert "batch_job_details" in ran["xcom_keys"]

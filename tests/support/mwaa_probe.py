@@ -42,7 +42,13 @@ def _under(path: str | None, folder: Path) -> bool:
 
 
 def _versions() -> dict[str, str | None]:
-    names = ("apache-airflow", "apache-airflow-providers-amazon", "apache-airflow-providers-mysql", "boto3")
+    names = (
+        "apache-airflow",
+        "apache-airflow-providers-amazon",
+        "apache-airflow-providers-mysql",
+        "mysqlclient",
+        "boto3",
+    )
     found: dict[str, str | None] = {"python": ".".join(map(str, sys.version_info[:3]))}
     for name in names:
         try:

@@ -40,6 +40,8 @@ from entity_etl.runtime.object_store import ObjectStore, open_object_store
 log = logging.getLogger(__name__)
 
 DayReader = Callable[..., Iterable[Mapping[str, Any]]]
+#: ``conn_id`` -> an unconnected :class:`Database` (on Airflow: ``orchestration.db_hooks.open_airflow_database``).
+DatabaseOpener = Callable[[str], Database]
 
 
 class NpsJobError(RuntimeError):
@@ -105,16 +107,20 @@ def read_answers(
     return _named_errors(answers, day, table)
 
 
-def _open_reporting_db(day: dt.date, settings: NpsSettings, resolver: ConnectionResolver) -> Database:
+def _open_reporting_db(
+    day: dt.date, settings: NpsSettings, resolver: ConnectionResolver, opener: DatabaseOpener | None
+) -> Database:
+    conn_id = settings.reporting_conn_id
     try:
-        info = resolver(settings.reporting_conn_id)
+        db = opener(conn_id) if opener is not None else open_database(resolver(conn_id))
+    except DatabaseError as exc:
+        raise NpsJobError(f"{day}: {exc}") from None
     except Exception as exc:
         raise NpsJobError(
-            f"{day}: the reporting connection {settings.reporting_conn_id!r} cannot be resolved: {exc} "
+            f"{day}: the reporting connection {conn_id!r} cannot be resolved: {exc} "
             "(define it in Airflow, or as AIRFLOW_CONN_<ID>; NPS_REPORTING_CONN_ID names it)"
         ) from None
     try:
-        db = open_database(info)
         db.connect()
     except DatabaseError as exc:
         raise NpsJobError(f"{day}: {exc}") from None
@@ -144,10 +150,14 @@ def compute_day(
     settings: NpsSettings,
     timezone: str,
     resolver: ConnectionResolver = resolve_connection,
+    opener: DatabaseOpener | None = None,
     client: Any = None,
     reader: DayReader | None = None,
 ) -> dict[str, Any]:
-    """Read, count and store the day; return its overall figures (JSON-serialisable, for XCom)."""
+    """Read, count and store the day; return its overall figures (JSON-serialisable, for XCom).
+
+    The reporting database is ``opener(conn_id)`` when given, else ``resolver``'s connection opened
+    by the runtime."""
     answers = read_answers(day=day, table=settings.responses_table, client=client, reader=reader)
     figures = aggregate_day(answers, day=day, scale=settings.scale)  # page by page: the day is never held
     summary = figures_summary(figures)
@@ -161,7 +171,7 @@ def compute_day(
         summary["agents"],
         summary["rating_scale"],
     )
-    db = _open_reporting_db(day, settings, resolver)
+    db = _open_reporting_db(day, settings, resolver, opener)
     try:
         ensure_table(db, settings.report_table)
         rows = replace_day(db, table=settings.report_table, figures=figures, timezone=timezone)
@@ -197,12 +207,13 @@ def publish_day(
     day: dt.date,
     settings: NpsSettings,
     resolver: ConnectionResolver = resolve_connection,
+    opener: DatabaseOpener | None = None,
     store: ObjectStore | None = None,
 ) -> dict[str, str]:
     """Write the day's CSV and trend chart from what the reporting table holds; return their URIs."""
     from entity_etl.nps.chart import render_trend_png
 
-    db = _open_reporting_db(day, settings, resolver)
+    db = _open_reporting_db(day, settings, resolver, opener)
     try:
         rows = read_day_rows(db, table=settings.report_table, day=day)
         trend = read_trend(db, table=settings.report_table, end_day=day, days=settings.trend_days)
