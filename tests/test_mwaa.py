@@ -73,6 +73,7 @@ def repo(tmp_path: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for part in ("dags", "include", "plugins/entity_etl"):
         shutil.copytree(ROOT / part, copy / part, ignore=ignore)
+    shutil.copy2(ROOT / "plugins" / build_mod.PLUGIN_MODULE, copy / "plugins" / build_mod.PLUGIN_MODULE)
     return copy
 
 
@@ -145,8 +146,11 @@ def test_plugins_zip_holds_the_package_and_the_survey_reader_and_is_reproducible
     assert "entity_etl/orchestration/notifier.py" in package
     expected = {
         ".airflowignore": build_mod.AIRFLOWIGNORE.encode(),
+        build_mod.PLUGIN_MODULE: (repo / "plugins" / build_mod.PLUGIN_MODULE).read_bytes(),
         **package,
     }
+    # The checkout's plugins folder ignores the same (``make airflow``, compose).
+    assert (ROOT / "plugins/.airflowignore").read_text() == build_mod.AIRFLOWIGNORE
     assert "entity_etl/survey_reader.py" in package  # what the NPS DAG reads the answers with
     assert {info.filename: archive.read(info) for info in archive.infolist()} == expected
     assert [line for line in build_mod.AIRFLOWIGNORE.splitlines() if not line.startswith("#")] == [
@@ -482,9 +486,11 @@ def check_mwaa_view(report: dict[str, Any], home: Path) -> None:
     # The triggerer imports the Deadline Alert callback with no DAGs folder on its path.
     assert report["dags_folder_on_path_before_parse"] is False
     assert report["callback_import"] == "entity_etl.orchestration.notifier.SnsEventNotifier"
-    # The plugin manager runs none of the package's modules as plugins, and reports no error.
+    # The plugin manager runs the plugin module only (none of the package's modules as plugins: they
+    # are imported as ``entity_etl.*``), and reports no error.
     assert report["plugin_import_errors"] == {}
-    assert report["modules_run_as_plugins"] == []
+    assert [m for m in report["modules_run_as_plugins"] if m.split(".")[0] != "entity_etl"] == ["entity_etl_plugin"]
+    assert "entity_etl" in report["plugin_names"]
 
 
 @pytest.mark.moto
