@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from entity_etl.runtime.run_store import RUN, DynamoRunStore, RunStore, SqliteRunStore, StageRecord
 
+#: DynamoDB Queries in flight at once (a boto3 client is thread-safe).
+QUERY_THREADS = 16
 #: Items a DynamoDB page reads per run record wanted: a run has a record per stage (about 7).
 _ITEMS_PER_RUN = 8
 
@@ -23,7 +26,9 @@ def last_runs(store: RunStore, entities: Sequence[str], limit: int) -> dict[str,
     if isinstance(store, SqliteRunStore):
         return _sqlite_last_runs(store, entities, limit)
     if isinstance(store, DynamoRunStore):
-        return {entity: _dynamo_last_runs(store, entity, limit) for entity in entities}
+        with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:
+            found = pool.map(lambda entity: _dynamo_last_runs(store, entity, limit), entities)
+            return dict(zip(entities, found, strict=True))
     raise TypeError(f"no run history for {store.describe()}")
 
 
