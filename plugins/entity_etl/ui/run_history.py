@@ -1,6 +1,6 @@
 """The last run records (stage ``_run``) of many entities, newest first, in as few reads as the store allows.
 
-* SQLite: one SQL query for every entity (a window over the ``(entity, started_at)`` index).
+* SQLite: one indexed query per entity on one connection (the ``(entity, started_at)`` index, newest first).
 * DynamoDB: one Query per entity on the ``by_entity_started`` index, newest first, filtered to the run
   records and paginated until ``limit`` are found: never a Scan.
 """
@@ -36,22 +36,18 @@ def _sqlite_last_runs(store: SqliteRunStore, entities: Sequence[str], limit: int
     found: dict[str, list[StageRecord]] = {entity: [] for entity in entities}
     conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=30)
     try:
-        rows = conn.execute(
-            """
-            SELECT entity, run_id, status, attempt, started_at, ended_at, stats, error FROM (
-                SELECT *, ROW_NUMBER() OVER (PARTITION BY entity ORDER BY started_at DESC) AS n
-                FROM etl_runs WHERE stage = ?
-            ) WHERE n <= ? ORDER BY entity, started_at DESC
-            """,
-            (RUN, limit),
-        ).fetchall()
+        for entity in entities:  # each walks the (entity, started_at) index backwards: a few rows read
+            rows = conn.execute(
+                "SELECT run_id, status, attempt, started_at, ended_at, stats, error FROM etl_runs"
+                " WHERE entity = ? AND stage = ? ORDER BY started_at DESC LIMIT ?",
+                (entity, RUN, limit),
+            ).fetchall()
+            found[entity] = [
+                StageRecord(entity, run_id, RUN, status, attempt, started_at, ended_at, json.loads(stats), error)
+                for run_id, status, attempt, started_at, ended_at, stats, error in rows
+            ]
     finally:
         conn.close()
-    for entity, run_id, status, attempt, started_at, ended_at, stats, error in rows:
-        if entity in found:
-            found[entity].append(
-                StageRecord(entity, run_id, RUN, status, attempt, started_at, ended_at, json.loads(stats), error)
-            )
     return found
 
 
