@@ -416,7 +416,8 @@ def test_entities_page_shows_the_demo_entities_with_their_last_runs(page: Page, 
     store = SqliteRunStore(Path(airflow.env["ETL_STATE_DB"]))
     summaries = {e: stored_summary(store.get(e, run_ids[e], RUN)) for e in entities}
     for entity, summary in summaries.items():
-        assert summary is not None and summary["rows_loaded"] is not None and summary["rows_loaded"] > 0, summary
+        # A figure the stages recorded (jp's weekly interval before the demo day may load none).
+        assert summary is not None and isinstance(summary["rows_loaded"], int), summary
         # The DAG-run note, set by the plugin's listener when the run succeeded.
         note = wait_for(
             lambda e=entity: airflow.api(f"dags/etl_{e}/dagRuns/{run_ids[e]}")["note"], 30, f"{entity}'s run note"
