@@ -10,7 +10,7 @@ APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-deploy test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos mutation clean
+.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-deploy test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos bench-entities-page mutation clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
@@ -19,6 +19,7 @@ help:
 	@echo "make mutation [MUTANTS=globs] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
 	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
 	@echo "make bench-chaos [CHAOS_ROWS=1000000] - stage kills, server crashes and lease takeovers on MariaDB, target checked exactly"
+	@echo "make bench-entities-page - the UI's Entities page for 1,000 entities x 100 runs (SQLite; moto DynamoDB, Query only)"
 	@echo "make airflow - the Airflow 3 UI on http://localhost:8080 (admin/admin) on the embedded default, no Docker"
 	@echo "make deploy-mwaa BUCKET=... [MWAA_ENV=...] [SETTINGS=file] [DRY_RUN=1] - sync dags/, include/, plugins.zip to MWAA's bucket"
 
@@ -114,6 +115,11 @@ bench-survey: venv
 CHAOS_ROWS ?= 1000000
 bench-chaos: venv
 	@$(RUN) python bench/chaos.py --rows $(CHAOS_ROWS)
+
+# Not part of `make bench`: the Entities page for 1,000 entities x 100 runs, from SQLite and moto DynamoDB
+# (Query only, counted with a botocore hook); moto's Query is slow, so its side has 100 entities.
+bench-entities-page: venv
+	@$(RUN) python bench/entities_page.py --dynamo-entities 100
 
 # Mutation testing (mutmut, not CI, not `make test`): in .mutmut/, a copy where plugins/ is src/ (mutmut
 # names modules from src/). Child processes of a test (etlctl, spawned acquirers) run the original code.

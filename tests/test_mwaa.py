@@ -72,6 +72,7 @@ def repo(tmp_path: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for part in ("dags", "include", "plugins/entity_etl"):
         shutil.copytree(ROOT / part, copy / part, ignore=ignore)
+    shutil.copy2(ROOT / "plugins" / build_mod.PLUGIN_MODULE, copy / "plugins" / build_mod.PLUGIN_MODULE)
     return copy
 
 
@@ -144,8 +145,11 @@ def test_plugins_zip_holds_the_package_and_the_survey_reader_and_is_reproducible
     assert "entity_etl/orchestration/notifier.py" in package
     expected = {
         ".airflowignore": build_mod.AIRFLOWIGNORE.encode(),
+        build_mod.PLUGIN_MODULE: (repo / "plugins" / build_mod.PLUGIN_MODULE).read_bytes(),
         **package,
     }
+    # The checkout's plugins folder ignores the same (``make airflow``, compose).
+    assert (ROOT / "plugins/.airflowignore").read_text() == build_mod.AIRFLOWIGNORE
     assert "entity_etl/survey_reader.py" in package  # what the NPS DAG reads the answers with
     assert {info.filename: archive.read(info) for info in archive.infolist()} == expected
     assert [line for line in build_mod.AIRFLOWIGNORE.splitlines() if not line.startswith("#")] == [

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
 import shutil
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,3 +373,71 @@ def test_backfill_from_the_ui_runs_three_intervals_one_at_a_time(
     page.goto(f"{airflow.url}/dags/{DAG_ID}/runs")
     page.get_by_text("Backfill").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "04-backfill-runs.png"), full_page=True)
+
+
+def _unpause(airflow: LocalAirflow, dag_id: str) -> None:
+    """PATCH /api/v2/dags/{dag_id} (the REST client of airflow_local only GETs and POSTs)."""
+    request = urllib.request.Request(
+        f"{airflow.url}/api/v2/dags/{dag_id}",
+        data=json.dumps({"is_paused": False}).encode(),
+        method="PATCH",
+        headers={"Authorization": f"Bearer {airflow.token()}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def test_entities_page_shows_the_demo_entities_with_their_last_runs(page: Page, airflow: LocalAirflow) -> None:
+    """Each demo entity runs once (API trigger, the demo's interval); its run gets the summary as its
+    note, and the Entities page (the plugin's view, /plugin/entities) shows its last run's figures."""
+    from entity_etl.runtime.run_store import RUN, SqliteRunStore
+    from entity_etl.runtime.run_summary import stored_summary
+
+    entities = ["br", "de", "jp"]
+    wait_for(lambda: all(r["state"] in TERMINAL for r in runs(airflow)), 180, f"no run of {DAG_ID} still going")
+    run_ids = {}
+    for entity in entities:
+        _unpause(airflow, f"etl_{entity}")
+        run_id = f"entities_page__{entity}"
+        airflow.api(f"dags/etl_{entity}/dagRuns", body={"dag_run_id": run_id, "logical_date": "2026-11-02T00:00:00Z"})
+        run_ids[entity] = run_id
+    step("entities page: three runs triggered")
+    finished = {
+        entity: wait_for(
+            lambda e=entity: (r := airflow.api(f"dags/etl_{e}/dagRuns/{run_ids[e]}"))["state"] in TERMINAL and r,
+            3 * RUN_TIMEOUT_S,
+            f"run {run_ids[entity]} to finish",
+            interval=2,
+        )
+        for entity in entities
+    }
+    assert {e: r["state"] for e, r in finished.items()} == dict.fromkeys(entities, "success")
+
+    store = SqliteRunStore(Path(airflow.env["ETL_STATE_DB"]))
+    summaries = {e: stored_summary(store.get(e, run_ids[e], RUN)) for e in entities}
+    for entity, summary in summaries.items():
+        # A figure the stages recorded (jp's weekly interval before the demo day may load none).
+        assert summary is not None and isinstance(summary["rows_loaded"], int), summary
+        # The DAG-run note, set by the plugin's listener when the run succeeded.
+        note = wait_for(
+            lambda e=entity: airflow.api(f"dags/etl_{e}/dagRuns/{run_ids[e]}")["note"], 30, f"{entity}'s run note"
+        )
+        assert note.startswith(f"**{entity}: run succeeded**"), note
+        assert f"- rows loaded: {summary['rows_loaded']:,}" in note.splitlines(), note
+        run = finished[entity]
+        interval = f"{_parse(run['data_interval_start']).isoformat()} → {_parse(run['data_interval_end']).isoformat()}"
+        assert f"- interval: {interval}" in note.splitlines(), note
+
+    step("entities page: open it from the navigation")
+    page.goto(f"{airflow.url}/plugin/entities")
+    frame = page.frame_locator("iframe")
+    for entity in entities:
+        row = frame.locator(f'tr[data-entity="{entity}"]')
+        row.wait_for()
+        assert row.locator("td.status").inner_text() == "succeeded"
+        assert row.locator("td.rows-loaded").inner_text() == f"{summaries[entity]['rows_loaded']:,}"
+        run = finished[entity]
+        interval = f"{_parse(run['data_interval_start']).isoformat()} → {_parse(run['data_interval_end']).isoformat()}"
+        assert row.locator("td").nth(4).inner_text() == interval
+        assert row.locator("svg.spark polyline, svg.spark circle").count() >= 2
+    page.screenshot(path=str(ARTIFACTS / "05-entities-page.png"), full_page=True)

@@ -10,9 +10,11 @@ The zip holds:
 
 * ``entity_etl/``: ``plugins/entity_etl`` as it is, without byte code (the NPS DAG's survey reader,
   ``entity_etl.survey_reader``, included);
-* ``.airflowignore``: the package is not an Airflow plugin. Airflow's plugin manager would otherwise
-  run every ``.py`` file in the plugins folder as a top-level module named after the file
-  (``loader``, ``settings``, ``stages`` ...), in every component.
+* ``entity_etl_plugin.py``: the one Airflow plugin (``plugins/entity_etl_plugin.py``): the run-note
+  listener and the "Entities" page of the UI;
+* ``.airflowignore`` (the same as ``plugins/.airflowignore``): the package is not plugin files. Airflow's
+  plugin manager would otherwise run every ``.py`` file in the plugins folder as a top-level module
+  named after the file (``loader``, ``settings``, ``stages`` ...), in every component.
 
 The build is reproducible: the same sources give the same bytes (sorted, uncompressed entries with
 fixed timestamps and permissions). So ``deploy.py`` uploads it, and asks for an environment update,
@@ -32,10 +34,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 AIRFLOWIGNORE = """\
-# An importable package, not an Airflow plugin: Airflow's plugin manager skips it. The plugins folder
-# is on sys.path, so "import entity_etl" still works.
+# An importable package, not plugin files: Airflow's plugin manager loads entity_etl_plugin.py only.
+# The plugins folder is on sys.path, so "import entity_etl" still works.
 entity_etl/
 """
+
+#: The plugin module, at the top of the plugins folder where the plugin manager looks.
+PLUGIN_MODULE = "entity_etl_plugin.py"
 
 #: 1980-01-01 00:00:00, the earliest time a zip entry can hold: no build time in the archive.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -56,7 +61,10 @@ def _package_files(root: Path) -> Iterator[tuple[str, Path]]:
 
 def plugins_zip_entries(root: Path = ROOT) -> dict[str, bytes]:
     """Archive name -> content, for every entry of ``plugins.zip``."""
-    entries: dict[str, bytes] = {".airflowignore": AIRFLOWIGNORE.encode()}
+    entries: dict[str, bytes] = {
+        ".airflowignore": AIRFLOWIGNORE.encode(),
+        PLUGIN_MODULE: (root / "plugins" / PLUGIN_MODULE).read_bytes(),
+    }
     for name, path in _package_files(root):
         entries[name] = path.read_bytes()
     return entries

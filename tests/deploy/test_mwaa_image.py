@@ -74,6 +74,7 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for part in ("dags", "include", "plugins/entity_etl"):
         shutil.copytree(ROOT / part, copy / part, ignore=ignore)
+    shutil.copy2(ROOT / "plugins/entity_etl_plugin.py", copy / "plugins/entity_etl_plugin.py")
     yield copy
 
 

@@ -77,6 +77,7 @@ def probe_dagbag() -> dict[str, Any]:
     before = set(sys.modules)
     plugins_manager.ensure_plugins_loaded()
     report["plugin_import_errors"] = plugins_manager.get_import_errors()
+    report["plugin_names"] = sorted(str(p.name) for p in plugins_manager._get_plugins()[0])
     # Modules the plugin manager ran from the plugins folder (it names them after their file).
     report["modules_run_as_plugins"] = sorted(
         name for name in set(sys.modules) - before if _under(getattr(sys.modules[name], "__file__", None), PLUGINS)

@@ -83,7 +83,9 @@ class EntityLeaseReleaseOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         run_id = str(context["run_id"])
         store = open_run_store()
-        status, failed, written = run_records.close_run(store, self.entity, run_id, self.stages)
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        interval = (start.isoformat(), end.isoformat()) if start is not None and end is not None else None
+        status, failed, written = run_records.close_run(store, self.entity, run_id, self.stages, interval=interval)
         if not written:
             self.log.warning("run record not updated: the store holds a later state of it")
         released = open_lease_store().release(self.entity, lease_owner(context))

@@ -21,6 +21,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from entity_etl.runtime import run_summary
 from entity_etl.runtime.run_store import RUN, RunStore, StageRecord, StaleUpdateError, now_iso
 
 
@@ -38,13 +39,26 @@ def open_run(store: RunStore, entity: str, run_id: str, *, attempt: int) -> bool
     return _put_unless_stale(store, StageRecord(entity, run_id, RUN, "running", attempt=attempt))
 
 
-def close_run(store: RunStore, entity: str, run_id: str, stages: Sequence[str]) -> tuple[str, list[str], bool]:
+def close_run(
+    store: RunStore,
+    entity: str,
+    run_id: str,
+    stages: Sequence[str],
+    *,
+    interval: tuple[str, str] | None = None,
+) -> tuple[str, list[str], bool]:
     """Close the run's record from its stages' records (the teardown task): ``(status, stages not
-    succeeded, whether the record was written)``."""
-    records = {r.stage: r for r in store.run_records(entity, run_id)}
+    succeeded, whether the record was written)``. The record's ``stats`` keep the run's summary
+    (``run_summary.build_summary``) under ``"summary"``: the run note and the Entities page read it."""
+    listed = store.run_records(entity, run_id)
+    records = {r.stage: r for r in listed}
     failed = [s for s in stages if records.get(s) is None or records[s].status != "succeeded"]
     status = "failed" if failed else "succeeded"
     opened = records.get(RUN)
+    started_at, ended_at = (opened.started_at if opened else now_iso()), now_iso()
+    summary = run_summary.build_summary(
+        listed, interval=interval, status=status, started_at=started_at, ended_at=ended_at
+    )
     written = _put_unless_stale(
         store,
         StageRecord(
@@ -53,8 +67,9 @@ def close_run(store: RunStore, entity: str, run_id: str, stages: Sequence[str]) 
             RUN,
             status,
             attempt=(opened.attempt if opened else 1),
-            started_at=opened.started_at if opened else now_iso(),
-            ended_at=now_iso(),
+            started_at=started_at,
+            ended_at=ended_at,
+            stats={run_summary.SUMMARY_KEY: summary},
             error=f"stages not succeeded: {', '.join(failed)}" if failed else "",
         ),
     )
