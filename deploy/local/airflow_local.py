@@ -123,10 +123,16 @@ def _clean_parent_environment() -> dict[str, str]:
 
 
 def _http_json(
-    url: str, *, token: str | None = None, body: Mapping[str, Any] | None = None, timeout: float = 30
+    url: str,
+    *,
+    token: str | None = None,
+    body: Mapping[str, Any] | None = None,
+    timeout: float = 30,
+    method: str | None = None,
 ) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")  # noqa: S310
+    method = method or ("POST" if data is not None else "GET")
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
     request.add_header("Accept", "application/json")
     if data is not None:
         request.add_header("Content-Type", "application/json")
@@ -158,20 +164,25 @@ class LocalAirflow:
         answer = _http_json(f"{self.url}/auth/token", body={"username": self.username, "password": self.password})
         return str(answer["access_token"])
 
-    def api(self, path: str, *, body: Mapping[str, Any] | None = None, token: str | None = None) -> Any:
-        """One call of the public REST API, with a cached JWT (renewed once when the server answers 401)."""
+    def api(
+        self, path: str, *, body: Mapping[str, Any] | None = None, token: str | None = None, method: str | None = None
+    ) -> Any:
+        """One call of the public REST API, with a cached JWT (renewed once when the server answers 401).
+
+        GET without ``body``, POST with one, unless ``method`` says otherwise (e.g. PATCH).
+        """
         url = f"{self.url}/api/v2/{path.lstrip('/')}"
         if token:
-            return _http_json(url, token=token, body=body)
+            return _http_json(url, token=token, body=body, method=method)
         if self._token is None:
             self._token = self.token()
         try:
-            return _http_json(url, token=self._token, body=body)
+            return _http_json(url, token=self._token, body=body, method=method)
         except urllib.error.HTTPError as exc:
             if exc.code != 401:
                 raise
             self._token = self.token()
-            return _http_json(url, token=self._token, body=body)
+            return _http_json(url, token=self._token, body=body, method=method)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def start(self, *, echo: bool = False) -> None:
