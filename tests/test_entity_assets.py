@@ -16,12 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo.sources import DEMO_INTERVALS
 from deploy.local.airflow_local import LocalAirflow, local_airflow
 
-from demo.sources import DEMO_INTERVALS
 from entity_etl.orchestration.entity_asset import entity_asset_uri
-from support.airflow_runs import dags_folder_with, quoted, task_states, trigger, unpause, wait_for, wait_for_run, xcom
+from support.airflow_runs import (
+    dags_folder_with,
+    quoted,
+    task_log,
+    task_states,
+    trigger,
+    unpause,
+    wait_for,
+    wait_for_run,
+    xcom,
+)
 from support.entity_files import ROOT
+
+pytestmark = pytest.mark.slow
 
 CONSUMER = "de_loaded_consumer"
 URI = "entity-etl://de/company_de"
@@ -47,6 +59,9 @@ def test_an_entity_load_triggers_the_dag_scheduled_on_its_asset(airflow: LocalAi
     unpause(airflow, "etl_de")
     run = wait_for_run(airflow, "etl_de", run_id, timeout=420)
     assert run["state"] == "success", (task_states(airflow, "etl_de", run_id), airflow.log_tail())
+
+    # make airflow's task logs are at INFO: the stage's plan line is there.
+    assert "de: extract: plan: " in task_log(airflow, "etl_de", run_id, "extract")
 
     # The asset event the run's publish_loaded emitted, as Airflow recorded it.
     answer = airflow.api(f"assets/events?source_dag_id=etl_de&source_run_id={quoted(run_id)}&limit=10")

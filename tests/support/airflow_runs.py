@@ -68,3 +68,11 @@ def task_states(airflow: LocalAirflow, dag_id: str, run_id: str) -> dict[str, st
 def xcom(airflow: LocalAirflow, dag_id: str, run_id: str, task_id: str) -> Any:
     path = f"dags/{dag_id}/dagRuns/{quoted(run_id)}/taskInstances/{task_id}/xcomEntries/return_value?deserialize=true"
     return airflow.api(path)["value"]
+
+
+def task_log(airflow: LocalAirflow, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    """The task log as the UI shows it (the REST API's structured lines, as JSON text)."""
+    import json
+
+    path = f"dags/{dag_id}/dagRuns/{quoted(run_id)}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+    return json.dumps(airflow.api(path)["content"])

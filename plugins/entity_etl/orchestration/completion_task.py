@@ -20,9 +20,7 @@ class EntityLoadedPublishOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("entity",)
 
-    def __init__(
-        self, *, entity: str, stages: Sequence[str], target_table: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, entity: str, stages: Sequence[str], target_table: str | None = None, **kwargs: Any) -> None:
         asset = entity_asset(entity, target_table) if target_table else None
         if asset is not None:
             kwargs.setdefault("outlets", [asset])
