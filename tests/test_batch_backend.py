@@ -393,6 +393,7 @@ def test_compute_settings_and_forwarded_env_reach_the_job(
     create_batch_infra(server.endpoint)
     monkeypatch.setenv("ETL_SECRETS_BACKEND", "aws")
     monkeypatch.setenv("ETL_TRANSLATOR", "amazon")
+    monkeypatch.setenv("ETL_LOG_LEVEL", "DEBUG")  # the job logs at the worker's level (job_spec.FORWARDED_OPTIONS)
     compute = ComputeConfig(
         job_queue=QUEUE,
         job_definition=JOB_DEFINITION,
@@ -412,6 +413,7 @@ def test_compute_settings_and_forwarded_env_reach_the_job(
         "environment": [
             {"name": "ETL_ATTEMPT", "value": "1"},
             {"name": "ETL_LEASE_OWNER", "value": f"etl_de/{RUN_ID}"},
+            {"name": "ETL_LOG_LEVEL", "value": "DEBUG"},
             {"name": "ETL_OBJECT_STORE_URL", "value": STORE_URL},
             {"name": "ETL_SECRETS_BACKEND", "value": "aws"},
             {"name": "ETL_TRANSLATOR", "value": "amazon"},

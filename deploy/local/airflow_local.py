@@ -6,6 +6,10 @@ not for production), and the environment is the one of ``make demo`` (``demo/run
 target, a local folder as object store, the ``local`` compute backend, the offline glossary translator and the
 demo connections as ``AIRFLOW_CONN_*``. Everything lives under ``.airflow-local/`` (``--home``).
 
+``survey_nps_daily`` reads its answers from DynamoDB: the launcher starts a local moto server (local AWS emulator,
+no AWS account used) with the survey tables and the demo's seeded answers (``demo/survey_answers.py``), and the
+DAG writes its reporting table to SQLite (``survey/reporting.db``) and its CSV and chart under ``objects/``.
+
 Login: SimpleAuthManager, user ``admin``, password ``admin``. Ctrl-C stops all four processes.
 
 The tests use :func:`local_airflow`, a context manager: it starts the same processes on free ports, waits until
@@ -39,6 +43,7 @@ if str(ROOT) not in sys.path:
 
 from demo.run_demo import demo_environment  # noqa: E402
 from demo.sources import make_all  # noqa: E402
+from demo.survey_answers import local_survey_aws, without_real_aws  # noqa: E402
 
 DEFAULT_HOME = ROOT / ".airflow-local"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -123,10 +128,16 @@ def _clean_parent_environment() -> dict[str, str]:
 
 
 def _http_json(
-    url: str, *, token: str | None = None, body: Mapping[str, Any] | None = None, timeout: float = 30
+    url: str,
+    *,
+    token: str | None = None,
+    body: Mapping[str, Any] | None = None,
+    timeout: float = 30,
+    method: str | None = None,
 ) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")  # noqa: S310
+    method = method or ("POST" if data is not None else "GET")
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
     request.add_header("Accept", "application/json")
     if data is not None:
         request.add_header("Content-Type", "application/json")
@@ -146,6 +157,8 @@ class LocalAirflow:
     username: str = USERNAME
     password: str = PASSWORD
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: What the launcher provides besides Airflow (e.g. the survey tables on local moto), one line each.
+    notes: list[str] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _token: str | None = None
 
@@ -158,20 +171,25 @@ class LocalAirflow:
         answer = _http_json(f"{self.url}/auth/token", body={"username": self.username, "password": self.password})
         return str(answer["access_token"])
 
-    def api(self, path: str, *, body: Mapping[str, Any] | None = None, token: str | None = None) -> Any:
-        """One call of the public REST API, with a cached JWT (renewed once when the server answers 401)."""
+    def api(
+        self, path: str, *, body: Mapping[str, Any] | None = None, token: str | None = None, method: str | None = None
+    ) -> Any:
+        """One call of the public REST API, with a cached JWT (renewed once when the server answers 401).
+
+        GET without ``body``, POST with one, unless ``method`` says otherwise (e.g. PATCH).
+        """
         url = f"{self.url}/api/v2/{path.lstrip('/')}"
         if token:
-            return _http_json(url, token=token, body=body)
+            return _http_json(url, token=token, body=body, method=method)
         if self._token is None:
             self._token = self.token()
         try:
-            return _http_json(url, token=self._token, body=body)
+            return _http_json(url, token=self._token, body=body, method=method)
         except urllib.error.HTTPError as exc:
             if exc.code != 401:
                 raise
             self._token = self.token()
-            return _http_json(url, token=self._token, body=body)
+            return _http_json(url, token=self._token, body=body, method=method)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def start(self, *, echo: bool = False) -> None:
@@ -313,18 +331,23 @@ def local_airflow(
     home = home.absolute()
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    env = _clean_parent_environment()
+    env = without_real_aws(_clean_parent_environment())
     log_ports = (free_port(), free_port())
     env.update(airflow_environment(home, port=port, log_ports=log_ports))
-    env.update(extra_env or {})
-    prepare(home, env)
-    airflow = LocalAirflow(home=home, url=f"http://{env['AIRFLOW__API__HOST']}:{port}", env=env)
-    try:
-        airflow.start(echo=echo)
-        airflow.wait_until_ready(expected_dag_ids(), timeout=ready_timeout)
-        yield airflow
-    finally:
-        airflow.stop()
+    with local_survey_aws(home) as (survey_env, survey_note):
+        # survey_nps_daily's DynamoDB tables: a local moto server with the demo's answers (demo/survey_answers.py).
+        env.update(survey_env)
+        env.update(extra_env or {})
+        prepare(home, env)
+        airflow = LocalAirflow(
+            home=home, url=f"http://{env['AIRFLOW__API__HOST']}:{port}", env=env, notes=[survey_note]
+        )
+        try:
+            airflow.start(echo=echo)
+            airflow.wait_until_ready(expected_dag_ids(), timeout=ready_timeout)
+            yield airflow
+        finally:
+            airflow.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\nairflow: ready at {airflow.url}  (login: {airflow.username} / {airflow.password})\n"
                 f"airflow: DAGs {dags} (paused: unpause one in the UI to run it)\n"
-                f"airflow: component logs in {airflow.log_dir}; Ctrl-C stops everything\n",
+                f"airflow: component logs in {airflow.log_dir}; Ctrl-C stops everything\n"
+                + "".join(f"airflow: {note}\n" for note in airflow.notes),
                 flush=True,
             )
             while not (dead := airflow.failed()):

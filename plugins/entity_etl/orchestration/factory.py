@@ -101,11 +101,7 @@ def build_entity_dag(config: EntityConfig, *, entities_dir: Path | None = None) 
         previous >> task
         previous = task
     publish = EntityLoadedPublishOperator(
-        task_id="publish_loaded",
-        entity=config.entity,
-        stages=config.stages,
-        dag=dag,
-        doc_md='Publish the "entity loaded" event for downstream systems.',
+        task_id="publish_loaded", entity=config.entity, stages=config.stages, target_table=config.target.table, dag=dag
     )
     release = EntityLeaseReleaseOperator(
         task_id="release_lease",

@@ -26,6 +26,9 @@ FORWARDED_ENV = (
     "ETL_METRICS",
     "ETL_METRICS_NAMESPACE",
 )
+#: Run-time options (not deployment settings) forwarded the same way: the job logs at the worker's
+#: ``ETL_LOG_LEVEL`` (``runtime/progress.py``), so its streamed CloudWatch log matches a local task log.
+FORWARDED_OPTIONS = ("ETL_LOG_LEVEL",)
 #: AWS Batch's largest array job.
 MAX_ARRAY_SIZE = 10_000
 
@@ -67,11 +70,12 @@ def container_overrides(
 ) -> dict[str, Any]:
     """``containerOverrides``: the command, vCPU and memory, and the environment.
 
-    Environment, lowest precedence first: forwarded deployment settings, the entity's
+    Environment, lowest precedence first: forwarded deployment settings and options, the entity's
     ``compute.environment``, then ``run_env`` (this run's lease owner and try number).
     """
     vcpu = compute.vcpu
-    environment = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    forwarded = (*FORWARDED_ENV, *FORWARDED_OPTIONS)
+    environment = {name: os.environ[name] for name in forwarded if os.environ.get(name)}
     environment.update(compute.environment)
     environment.update({k: v for k, v in (run_env or {}).items() if v})
     return {
