@@ -10,11 +10,12 @@ APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-deploy test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos bench-entities-page mutation clean
+.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-unit test-deploy test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos bench-entities-page mutation clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
 	@echo "make test   - lint, type-check and run every test (starts its own MariaDB and moto servers), then test-deploy"
+	@echo "make test-unit - lint, type-check and the unit tests only (pytest -m \"not integration\": no MariaDB, moto, Airflow processes or Docker)"
 	@echo "make test-deploy - the deploy suite alone: the job image built and run on a real Docker engine, MWAA's package set"
 	@echo "make mutation [MUTANTS=globs] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
 	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
@@ -68,6 +69,14 @@ test: test-deps
 	@$(RUN) mypy
 	@$(RUN) pytest
 	@$(MAKE) --no-print-directory test-deploy
+
+# The tests that start no server or process of their own (tests/conftest.py marks the others
+# `integration`): no MariaDB, moto, Airflow processes or Docker.
+test-unit: venv
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy
+	@$(RUN) pytest -m "not integration"
 
 # The deploy suite (tests/deploy/): the job image built and run, MWAA's package set, on a real Docker
 # engine that with-docker.sh installs and starts when missing (and stops if it started it). The

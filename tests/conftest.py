@@ -27,6 +27,43 @@ from support.servers import MariaDB, MotoServer, start_mariadb, start_moto  # no
 collect_ignore = [] if os.environ.get("DEPLOY_TESTS") == "1" else ["deploy"]
 
 
+# Integration tests start servers or processes of their own: a test is one when it requests (directly or
+# through another fixture) a fixture that starts a MariaDB, a moto server or Airflow's processes, when a
+# parametrised backend it runs on carries the ``mariadb`` or ``moto`` marker (fixtures that start the
+# server only for that parameter, with ``request.getfixturevalue``), or when it is in tests/deploy/
+# (Docker). ``make test-unit`` runs the others: ``pytest -m "not integration"``.
+SERVER_FIXTURES = frozenset(
+    {
+        "mariadb",  # this file; own_server: test_resume.py's MariaDB it restarts
+        "own_server",
+        "moto_server",  # this file; failing_moto: tests/notifications/, extra_moto: test_batch_backend.py
+        "failing_moto",
+        "extra_moto",
+        "airflow",  # test_ui_browser.py: `make airflow`'s api-server, scheduler, dag-processor, triggerer
+        "airflow_db",  # `airflow db migrate`, then `airflow dags test` (test_dag_integrity, test_broken_entity_dag)
+        "nps_airflow_db",  # test_nps.py's DAG runs
+        "api",  # test_interval_rules.py: a migrated metadata DB and the REST API app
+        "demo_runs",  # test_demo.py: `make demo`'s driver, twice
+    }
+)
+SERVER_MARKERS = frozenset({"mariadb", "moto"})
+
+
+def starts_servers(item: pytest.Item) -> bool:
+    if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and any(mark.name in SERVER_MARKERS for mark in callspec.marks):
+        return True
+    return item.path.is_relative_to(ROOT / "tests" / "deploy")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if starts_servers(item):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(autouse=True)
 def own_state_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test its own run records, checkpoints and leases: tests reuse entity names and run ids."""

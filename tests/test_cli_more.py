@@ -41,7 +41,7 @@ def forbid_scan(**_: Any) -> None:
     raise AssertionError("the run store called DynamoDB Scan")
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
     if request.param == "sqlite":
         yield SqliteRunStore(tmp_path / "state.db")
@@ -53,7 +53,7 @@ def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunSto
     yield DynamoRunStore("runs", client)
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
     if request.param == "sqlite":
         yield SqliteLeaseStore(tmp_path / "state.db")

@@ -36,7 +36,7 @@ def forbid_scan(**_: Any) -> None:
     raise ScanForbidden("etlctl runs called DynamoDB Scan: it must Query the by_entity_started index")
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunStore]:
     """The store ``etlctl runs`` opens from the environment, for the test to write records to."""
     if request.param == "sqlite":

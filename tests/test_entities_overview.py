@@ -28,7 +28,7 @@ INFOS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RunStore, collections.Counter[str]]]:
     calls: collections.Counter[str] = collections.Counter()
     if request.param == "sqlite":

@@ -48,7 +48,7 @@ def event(run_id: str = "scheduled__2026-01-01T00:00:00+00:00") -> dict[str, Any
 
 
 # -- completion publisher ----------------------------------------------------------------------
-@pytest.fixture(params=["sqs", "outbox"])
+@pytest.fixture(params=[pytest.param("sqs", marks=pytest.mark.moto), "outbox"])
 def published(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], list]:
     """Point the runtime's publisher at one side; return a reader of what reached the medium."""
     if request.param == "sqs":
@@ -129,7 +129,7 @@ def test_an_sqs_message_no_consumer_can_handle_lands_in_the_dead_letter_queue(aw
 
 
 # -- metrics sink ------------------------------------------------------------------------------
-@pytest.fixture(params=["cloudwatch", "log"])
+@pytest.fixture(params=[pytest.param("cloudwatch", marks=pytest.mark.moto), "log"])
 def emitted(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> Callable[[str, str], dict[str, float]]:

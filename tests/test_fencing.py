@@ -182,7 +182,7 @@ def test_the_job_refuses_a_lease_of_another_epoch(target: Target, include: Path,
 
 
 # -- the lease epoch, in both stores -------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
     if request.param == "sqlite":
         yield SqliteLeaseStore(tmp_path / "leases.db")

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from support.entity_files import make_include, write_entity
+from support.mwaa_image import find_python312, find_uv
 from support.servers import require
-from test_mwaa import find_python312, find_uv
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

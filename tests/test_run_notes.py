@@ -25,7 +25,7 @@ def _forbid_scan(**_: Any) -> None:
     raise AssertionError("the run note and the summary must Query the run store, never Scan it")
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunStore]:
     if request.param == "sqlite":
         path = tmp_path / "state.db"

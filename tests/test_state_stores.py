@@ -35,7 +35,7 @@ def forbid_scan(params: dict[str, Any], **_: Any) -> None:
     raise ScanForbidden(f"DynamoDB Scan of {table!r}: the run store must Query, never Scan")
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
     if request.param == "sqlite":
         yield SqliteRunStore(tmp_path / "state.db")
@@ -49,7 +49,7 @@ def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunSto
     yield DynamoRunStore("runs", client)
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
 def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
     if request.param == "sqlite":
         yield SqliteLeaseStore(tmp_path / "state.db")

@@ -3,7 +3,7 @@
 ``deploy()`` creates the stack with ``create_stack``, then creates through their service APIs the
 resources moto's CloudFormation has no model for (``MOTO_LACKS``), with the template's properties
 resolved against the deployed stack by ``Resolver`` (Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Join and
-the template's conditions). tests/test_cloudformation.py checks the result.
+the template's conditions). tests/cloudformation/test_cloudformation_deployed.py checks the result.
 """
 
 from __future__ import annotations
