@@ -34,6 +34,7 @@ from entity_etl.orchestration.factory import build_entity_dag
 from entity_etl.orchestration.stage_operator import EntityStageOperator
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import StageRecord, open_run_store
+from support.batch_moto import create_fargate_queue
 from support.servers import MotoServer, start_moto
 
 pytestmark = pytest.mark.moto
@@ -63,43 +64,15 @@ def client(service: str, endpoint: str) -> Any:
 
 
 def create_batch_infra(endpoint: str) -> dict[str, str]:
-    """IAM service role, VPC bits, a Fargate compute environment, the job queue and job definition."""
-    iam, ec2, batch = client("iam", endpoint), client("ec2", endpoint), client("batch", endpoint)
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-    }
-    role = iam.create_role(RoleName="etl-batch-service", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
-    sg = ec2.create_security_group(GroupName="etl-batch", Description="etl batch", VpcId=vpc)["GroupId"]
-    env = batch.create_compute_environment(
-        computeEnvironmentName="etl-fargate-ce",
-        type="MANAGED",
-        state="ENABLED",
-        computeResources={"type": "FARGATE", "maxvCpus": 16, "subnets": [subnet], "securityGroupIds": [sg]},
-        serviceRole=role,
-    )
-    queue = batch.create_job_queue(
-        jobQueueName=QUEUE,
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
-    )
-    definition = batch.register_job_definition(
-        jobDefinitionName=JOB_DEFINITION,
-        type="container",
-        platformCapabilities=["FARGATE"],
-        containerProperties={
-            "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/entity-etl:latest",
-            "command": ["etlctl", "--help"],
-            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
-            "executionRoleArn": role,
-            "networkConfiguration": {"assignPublicIp": "ENABLED"},
-        },
+    """The Fargate queue and job definition (``support.batch_moto``), and the object store's bucket."""
+    infra = create_fargate_queue(
+        queue=QUEUE,
+        definition=JOB_DEFINITION,
+        client=lambda service: client(service, endpoint),
+        networkConfiguration={"assignPublicIp": "ENABLED"},
     )
     client("s3", endpoint).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    return {"queue_arn": queue["jobQueueArn"], "definition_arn": definition["jobDefinitionArn"]}
+    return infra
 
 
 def jobs_named(endpoint: str, name: str) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -41,6 +40,7 @@ from support.mwaa_layout import (
     REGION,
     bucket_objects,
     check_mwaa_view,
+    copy_deployed_sources,
     deploy_quietly,
     mwaa_home,
     run_probe,
@@ -67,13 +67,7 @@ def tree(directory: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A copy of what a deployment reads: dags/, include/, plugins/entity_etl."""
-    copy = tmp_path / "repo"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("dags", "include", "plugins/entity_etl"):
-        shutil.copytree(ROOT / part, copy / part, ignore=ignore)
-    shutil.copy2(ROOT / "plugins" / build_mod.PLUGIN_MODULE, copy / "plugins" / build_mod.PLUGIN_MODULE)
-    return copy
+    return copy_deployed_sources(tmp_path / "repo")
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,16 @@ from support.mwaa_image import (
     find_uv,
     read_pins,
 )
-from support.mwaa_layout import BUCKET, MWAA, REGION, ROOT, check_mwaa_view, deploy_quietly, mwaa_home, run_probe
+from support.mwaa_layout import (
+    BUCKET,
+    MWAA,
+    REGION,
+    check_mwaa_view,
+    copy_deployed_sources,
+    deploy_quietly,
+    mwaa_home,
+    run_probe,
+)
 from support.servers import IN_CI, MotoServer
 
 pytestmark = [pytest.mark.moto, pytest.mark.slow]
@@ -69,13 +76,8 @@ def s3(aws: MotoServer) -> Any:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Path]:
-    copy = tmp_path / "repo"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("dags", "include", "plugins/entity_etl"):
-        shutil.copytree(ROOT / part, copy / part, ignore=ignore)
-    shutil.copy2(ROOT / "plugins/entity_etl_plugin.py", copy / "plugins/entity_etl_plugin.py")
-    yield copy
+def repo(tmp_path: Path) -> Path:
+    return copy_deployed_sources(tmp_path / "repo")
 
 
 def test_the_venv_holds_what_mwaas_image_holds(venv: MwaaVenv) -> None:

@@ -54,6 +54,15 @@ def startup_exports(script: str, airflow_home: Path, workdir: Path | None = None
     return {k: v for k, v in after.items() if base.get(k) != v and k not in ("PWD", "SHLVL", "_", "OLDPWD")}
 
 
+def copy_deployed_sources(dest: Path) -> Path:
+    """A copy of what a deployment reads: dags/, include/, plugins/entity_etl and the plugin module."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("dags", "include", "plugins/entity_etl"):
+        shutil.copytree(ROOT / part, dest / part, ignore=ignore)
+    shutil.copy2(ROOT / "plugins/entity_etl_plugin.py", dest / "plugins/entity_etl_plugin.py")
+    return dest
+
+
 def mwaa_home(s3: Any, base: Path) -> tuple[Path, dict[str, str]]:
     """An MWAA container's AIRFLOW_HOME from the bucket, and the variables its startup.sh exports."""
     home = base / "usr/local/airflow"
