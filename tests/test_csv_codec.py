@@ -87,3 +87,27 @@ def test_wrong_field_count_names_the_record() -> None:
 def test_unquoted_text_is_rejected() -> None:
     with pytest.raises(CsvFormatError, match="record 1"):
         list(iter_records(io.BytesIO(b"plain,text\n")))
+
+
+def test_records_are_yielded_as_they_are_read_not_after_the_whole_stream() -> None:
+    data = b"".join(encode_row([str(i).encode(), b"x" * 50]) for i in range(1_000))
+    stream = io.BytesIO(data)
+    records = iter_records(stream, expected_fields=2, block_size=256)
+    assert next(records) == ["0", "x" * 50]
+    assert stream.tell() <= 512  # two blocks at most: the record, and the next one to trust its end
+    assert sum(1 for _ in records) == 999
+
+
+def test_the_default_block_size_reads_the_stream_in_large_blocks() -> None:
+    data = b"".join(encode_row([str(i).encode(), b"y" * 20]) for i in range(100_000))  # about 3 MB
+    stream = io.BytesIO(data)
+    records = iter_records(stream)
+    assert next(records) == ["0", "y" * 20]
+    assert stream.tell() == 1 << 20  # one 1 MiB read: not one read per byte, nor the whole file
+
+
+def test_a_malformed_record_error_shows_the_bytes_where_it_stops() -> None:
+    data = encode_row([b"a"]) + b"bad" + b"z" * 100
+    with pytest.raises(CsvFormatError) as raised:
+        list(iter_records(io.BytesIO(data), source="f.csv"))
+    assert str(raised.value) == f"f.csv: record 2: malformed or truncated CSV near {(b'bad' + b'z' * 57)!r}"
