@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from entity_etl.runtime import csv_codec
 from entity_etl.runtime.csv_codec import CsvFormatError, encode_row, encode_rows, iter_records
 from support.odd_values import ODD_TEXT
 
@@ -60,6 +61,23 @@ def test_encode_rows_edge_batches() -> None:
 def test_encode_rows_with_its_marker_bytes_in_a_value_falls_back_to_encode_row(value: bytes) -> None:
     rows = [[value, None], [b"plain", value]]
     assert encode_rows(rows) == encode_row(rows[0]) + encode_row(rows[1])
+
+
+def test_encode_rows_encodes_text_rows_as_one_block_not_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path is the point of encode_rows: text rows (NULLs, quotes, one or more columns) never
+    fall back to encode_row, whose output it must equal."""
+    batches = [
+        [[b"a", None, b'q"'], [None, b"", b"x"]],
+        [[b"a"], [None], [b'"']],
+        [[b"a", b"b"], [b"c", b"d"]],
+    ]
+    expected = [b"".join(encode_row(r) for r in batch) for batch in batches]
+
+    def per_row(values: object) -> bytes:
+        raise AssertionError(f"encode_rows fell back to encode_row for {values!r}")
+
+    monkeypatch.setattr(csv_codec, "encode_row", per_row)
+    assert [encode_rows(batch) for batch in batches] == expected
 
 
 def test_encode_rows_of_a_non_bytes_value_fails_as_encode_row_does() -> None:
