@@ -239,3 +239,41 @@ def test_a_keeper_of_a_lease_taken_before_checks_owner_and_epoch(tmp_path: Path)
     with LeaseKeeper(store, "de", "run-B", ttl_s=60) as keeper:  # taken by the keeper: released at the end
         assert store.holder("de") == keeper.lease
     assert store.holder("de") is None
+
+
+def test_renewing_a_lease_held_by_another_names_entity_and_owner(lease_store: LeaseStore) -> None:
+    lease_store.acquire("de", "run-A", ttl_s=60)
+    with pytest.raises(LeaseLostError, match=r"^de: run-B no longer holds the entity lease$"):
+        lease_store.renew("de", "run-B", ttl_s=60)
+
+
+def test_a_bad_lease_ttl_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("abc", "86401", "0.4"):
+        monkeypatch.setenv("ETL_LEASE_TTL_S", value)
+        with pytest.raises(ValueError) as bad:
+            default_ttl_s()
+        assert str(bad.value) == f"ETL_LEASE_TTL_S={value!r}: must be a number of seconds from 0.5 to 86400"
+
+
+class FlakyStore(SqliteLeaseStore):
+    """A real SQLite lease store whose first renewal fails as a network blip would."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.renewals = 0
+
+    def renew(self, entity: str, owner: str, ttl_s: float) -> Lease:
+        self.renewals += 1
+        if self.renewals == 1:
+            raise ConnectionError("blip")
+        return super().renew(entity, owner, ttl_s)
+
+
+def test_a_transient_renewal_error_is_retried_and_the_lease_kept(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "me", ttl_s=2) as keeper:
+        deadline = time.monotonic() + 30
+        while store.renewals < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        keeper.check()
+    assert store.renewals >= 3  # renewed again after the failed one
