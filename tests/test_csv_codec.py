@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from entity_etl.runtime import csv_codec
 from entity_etl.runtime.csv_codec import CsvFormatError, encode_row, encode_rows, iter_records
 from support.odd_values import ODD_TEXT
 
@@ -62,6 +63,23 @@ def test_encode_rows_with_its_marker_bytes_in_a_value_falls_back_to_encode_row(v
     assert encode_rows(rows) == encode_row(rows[0]) + encode_row(rows[1])
 
 
+def test_encode_rows_encodes_text_rows_as_one_block_not_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path is the point of encode_rows: text rows (NULLs, quotes, one or more columns) never
+    fall back to encode_row, whose output it must equal."""
+    batches = [
+        [[b"a", None, b'q"'], [None, b"", b"x"]],
+        [[b"a"], [None], [b'"']],
+        [[b"a", b"b"], [b"c", b"d"]],
+    ]
+    expected = [b"".join(encode_row(r) for r in batch) for batch in batches]
+
+    def per_row(values: object) -> bytes:
+        raise AssertionError(f"encode_rows fell back to encode_row for {values!r}")
+
+    monkeypatch.setattr(csv_codec, "encode_row", per_row)
+    assert [encode_rows(batch) for batch in batches] == expected
+
+
 def test_encode_rows_of_a_non_bytes_value_fails_as_encode_row_does() -> None:
     with pytest.raises(AttributeError):
         encode_rows([[b"a", 1]])  # type: ignore[list-item]
@@ -85,5 +103,29 @@ def test_wrong_field_count_names_the_record() -> None:
 
 
 def test_unquoted_text_is_rejected() -> None:
-    with pytest.raises(CsvFormatError, match="record 1"):
+    with pytest.raises(CsvFormatError, match=r"^<stream>: record 1: "):  # no source given: <stream>
         list(iter_records(io.BytesIO(b"plain,text\n")))
+
+
+def test_records_are_yielded_as_they_are_read_not_after_the_whole_stream() -> None:
+    data = b"".join(encode_row([str(i).encode(), b"x" * 50]) for i in range(1_000))
+    stream = io.BytesIO(data)
+    records = iter_records(stream, expected_fields=2, block_size=256)
+    assert next(records) == ["0", "x" * 50]
+    assert stream.tell() <= 512  # two blocks at most: the record, and the next one to trust its end
+    assert sum(1 for _ in records) == 999
+
+
+def test_the_default_block_size_reads_the_stream_in_large_blocks() -> None:
+    data = b"".join(encode_row([str(i).encode(), b"y" * 20]) for i in range(100_000))  # about 3 MB
+    stream = io.BytesIO(data)
+    records = iter_records(stream)
+    assert next(records) == ["0", "y" * 20]
+    assert stream.tell() == 1 << 20  # one 1 MiB read: not one read per byte, nor the whole file
+
+
+def test_a_malformed_record_error_shows_the_bytes_where_it_stops() -> None:
+    data = encode_row([b"a"]) + b"bad" + b"z" * 100
+    with pytest.raises(CsvFormatError) as raised:
+        list(iter_records(io.BytesIO(data), source="f.csv"))
+    assert str(raised.value) == f"f.csv: record 2: malformed or truncated CSV near {(b'bad' + b'z' * 57)!r}"

@@ -1,0 +1,279 @@
+"""runtime/lease.py piece by piece: the values a lease carries, the epoch rule, the store switch, the TTL
+bounds and the half-TTL rule on a clock the test moves. The contract of both stores under contention is in
+test_state_stores.py and test_lease_concurrency.py; these close the gaps mutation testing found there."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+import entity_etl.runtime.lease as lease_module
+from entity_etl.runtime.lease import (
+    DynamoLeaseStore,
+    Lease,
+    LeaseHeldError,
+    LeaseKeeper,
+    LeaseLostError,
+    LeaseStore,
+    SqliteLeaseStore,
+    checked_ttl_s,
+    default_ttl_s,
+    next_epoch,
+    open_lease_store,
+)
+
+
+class Clock:
+    """The lease module's ``time``: wall clock and monotonic clock both moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.mono = 1_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(lease_module, "time", clock)
+    return clock
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
+    if request.param == "sqlite":
+        yield SqliteLeaseStore(tmp_path / "state.db")
+        return
+    request.getfixturevalue("aws")
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    yield DynamoLeaseStore("leases", client)
+
+
+def test_describe_names_the_owner_and_the_whole_seconds_left(clock: Clock) -> None:
+    assert Lease("de", "run-A", clock.now + 30.9, clock.now).describe() == "run-A (expires in 30s)"
+    assert Lease("de", "run-A", clock.now - 5, clock.now).describe() == "run-A (expires in 0s)"
+
+
+def test_next_epoch_is_above_the_previous_and_the_clock_in_ms() -> None:
+    assert next_epoch(0, 1.5) == 1_500
+    assert next_epoch(1_499, 1.5) == 1_500
+    assert next_epoch(1_500, 1.5) == 1_501  # never the previous one again, even within one millisecond
+    assert next_epoch(10**15, 1.5) == 10**15 + 1
+
+
+def test_a_lease_carries_its_owner_expiry_start_and_epoch_through_every_call(
+    lease_store: LeaseStore, clock: Clock
+) -> None:
+    started = clock.now
+    first = lease_store.acquire("de", "me", ttl_s=10)
+    assert (first.entity, first.owner, first.expires_at, first.acquired_at) == ("de", "me", started + 10, started)
+    clock.now += 3
+    again = lease_store.acquire("de", "me", ttl_s=20)  # re-acquired by its owner: start and epoch kept
+    assert (again.expires_at, again.acquired_at, again.epoch) == (clock.now + 20, started, first.epoch)
+    clock.now += 3
+    renewed = lease_store.renew("de", "me", ttl_s=30)
+    assert renewed == Lease("de", "me", clock.now + 30, started, first.epoch)
+    assert lease_store.holder("de") == renewed
+    clock.now += 100  # expired
+    other = lease_store.acquire("de", "other", ttl_s=10)
+    assert (other.acquired_at, other.expires_at) == (clock.now, clock.now + 10)
+    assert other.epoch == next_epoch(first.epoch, clock.now)
+
+
+def test_a_lease_is_held_up_to_and_including_its_expiry(lease_store: LeaseStore, clock: Clock) -> None:
+    lease = lease_store.acquire("de", "dead-worker", ttl_s=1)
+    clock.now = lease.expires_at
+    with pytest.raises(LeaseHeldError) as held:
+        lease_store.acquire("de", "new-run", ttl_s=60)
+    assert held.value.holder == lease
+    clock.now = lease.expires_at + 0.001
+    assert lease_store.acquire("de", "new-run", ttl_s=60).owner == "new-run"
+
+
+def test_release_if_unchanged_releases_only_the_row_as_seen(lease_store: LeaseStore, clock: Clock) -> None:
+    seen = lease_store.acquire("de", "dead-worker", ttl_s=1)
+    clock.now += 0.5
+    renewed = lease_store.renew("de", "dead-worker", ttl_s=1)
+    assert lease_store.release_if_unchanged(seen) is False  # renewed since: left alone
+    assert lease_store.holder("de") == renewed
+    assert lease_store.release_if_unchanged(renewed) is True
+    assert lease_store.holder("de") is None
+    assert lease_store.release_if_unchanged(renewed) is False  # already released
+
+
+def test_a_sqlite_lease_table_from_before_epochs_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "nested" / "leases.db"  # parent folders are created
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE etl_leases (entity TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+            "expires_at REAL NOT NULL, acquired_at REAL NOT NULL)"
+        )
+        conn.execute("INSERT INTO etl_leases VALUES ('de', 'old-run', ?, 1)", (time.time() + 60,))
+    conn.close()
+    store = SqliteLeaseStore(path)
+    assert store.renew("de", "old-run", ttl_s=60).epoch == 0  # a run in flight during the upgrade
+    assert store.release("de", "old-run")
+    assert store.acquire("de", "new-run", ttl_s=60).epoch > 0
+
+
+def test_the_sqlite_store_creates_missing_parent_folders(tmp_path: Path) -> None:
+    store = SqliteLeaseStore(tmp_path / "a" / "b" / "leases.db")
+    assert store.acquire("de", "me", ttl_s=60).owner == "me"
+    assert SqliteLeaseStore(tmp_path / "a" / "b" / "leases.db").holder("de") is not None  # opened again
+
+
+def test_a_dynamodb_lease_row_expires_from_the_table_a_day_after_its_lease(aws: Any) -> None:
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    store = DynamoLeaseStore("leases", client)
+
+    def ttl() -> int:
+        return int(client.get_item(TableName="leases", Key={"entity": {"S": "de"}})["Item"]["ttl"]["N"])
+
+    lease = store.acquire("de", "me", ttl_s=60)
+    assert ttl() == int(lease.expires_at) + 86_400
+    lease = store.renew("de", "me", ttl_s=600)
+    assert ttl() == int(lease.expires_at) + 86_400
+
+
+def test_a_dynamodb_acquire_that_loses_every_race_gives_up_naming_the_holder(aws: Any) -> None:
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    store = DynamoLeaseStore("leases", client)
+    store.acquire("de", "dead-worker", ttl_s=0.5)
+    time.sleep(0.6)
+    rival = boto3.client("dynamodb")
+    attempts = []
+
+    def renew_in_between(**_: Any) -> None:  # the dead worker's row changes between each read and write
+        attempts.append(1)
+        rival.update_item(
+            TableName="leases",
+            Key={"entity": {"S": "de"}},
+            UpdateExpression="SET expires_at = :exp",
+            ExpressionAttributeValues={":exp": {"N": repr(time.time() - len(attempts))}},
+        )
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", renew_in_between)
+    with pytest.raises(LeaseHeldError, match=r"^de: the entity lease is held by dead-worker \(expires in 0s\)$"):
+        store.acquire("de", "new-run", ttl_s=60)
+    assert len(attempts) == 10
+
+
+def test_open_lease_store_follows_etl_state_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ETL_STATE_DB", str(tmp_path / "state.db"))
+    monkeypatch.delenv("ETL_STATE_STORE", raising=False)
+    store = open_lease_store()
+    assert isinstance(store, SqliteLeaseStore) and store.path == tmp_path / "state.db"
+    monkeypatch.setenv("ETL_STATE_STORE", "dynamodb")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("ETL_LEASES_TABLE", raising=False)
+    dynamo = open_lease_store()
+    assert isinstance(dynamo, DynamoLeaseStore) and dynamo.table_name == "entity-etl-leases"
+    monkeypatch.setenv("ETL_LEASES_TABLE", "my-leases")
+    assert open_lease_store().table_name == "my-leases"  # type: ignore[attr-defined]
+    monkeypatch.setenv("ETL_STATE_STORE", "redis")
+    with pytest.raises(ValueError, match=r"^ETL_STATE_STORE='redis': use 'dynamodb' or 'sqlite'$"):
+        open_lease_store()
+
+
+def test_the_ttl_defaults_to_900_s_and_its_bounds_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ETL_LEASE_TTL_S", raising=False)
+    assert default_ttl_s() == 900.0
+    monkeypatch.setenv("ETL_LEASE_TTL_S", "0.5")
+    assert default_ttl_s() == 0.5
+    monkeypatch.setenv("ETL_LEASE_TTL_S", "86400")
+    assert default_ttl_s() == 86_400.0
+    assert checked_ttl_s(0.5) == 0.5 and checked_ttl_s(86_400.0) == 86_400.0
+    with pytest.raises(ValueError, match=r"^lease TTL 86400\.5: must be a number from 0\.5 to 86400 s$"):
+        checked_ttl_s(86_400.5)
+
+
+def test_the_lease_is_lost_just_after_half_the_ttl_without_a_renewal(tmp_path: Path, clock: Clock) -> None:
+    store = SqliteLeaseStore(tmp_path / "leases.db")
+    keeper = LeaseKeeper(store, "de", "me", ttl_s=8)  # not entered: no renewal thread, the test is the clock
+    keeper._renewed = clock.mono
+    clock.mono += 4.0
+    keeper.check()  # exactly half the TTL: still held
+    clock.mono += 0.01
+    with pytest.raises(LeaseLostError) as lost:
+        keeper.check()
+    assert str(lost.value) == (
+        "de: this run (me) lost the entity lease: not renewed for 4.0s, over half its 8s TTL, "
+        "so another run may soon take it (the renewal did not come back)"
+    )
+    clock.mono -= 1  # a renewal that comes back late does not undo the loss
+    with pytest.raises(LeaseLostError):
+        keeper.check()
+
+
+def test_a_keeper_of_a_lease_taken_before_checks_owner_and_epoch(tmp_path: Path) -> None:
+    store = SqliteLeaseStore(tmp_path / "leases.db")
+    lease = store.acquire("de", "run-A", ttl_s=60)
+    with pytest.raises(LeaseLostError, match=r"^de: this run \(run-B\) does not hold the entity lease; it is now "):
+        LeaseKeeper(store, "de", "run-B", ttl_s=60, owner_holds_already=True).__enter__()
+    wrong = LeaseKeeper(store, "de", "run-A", ttl_s=60, owner_holds_already=True, expected_epoch=lease.epoch - 1)
+    with pytest.raises(
+        LeaseLostError, match=rf"of epoch {lease.epoch - 1} it was started with \(now epoch {lease.epoch}\)$"
+    ):
+        wrong.__enter__()
+    with LeaseKeeper(store, "de", "run-A", ttl_s=60, owner_holds_already=True, expected_epoch=lease.epoch) as keeper:
+        assert keeper.epoch == lease.epoch
+    assert store.holder("de") == Lease("de", "run-A", store.holder("de").expires_at, lease.acquired_at, lease.epoch)  # type: ignore[union-attr]
+    store.release("de", "run-A")
+    with pytest.raises(LeaseLostError, match=r"does not hold the entity lease$"):  # nobody holds it
+        LeaseKeeper(store, "de", "run-A", ttl_s=60, owner_holds_already=True).__enter__()
+    with LeaseKeeper(store, "de", "run-B", ttl_s=60) as keeper:  # taken by the keeper: released at the end
+        assert store.holder("de") == keeper.lease
+    assert store.holder("de") is None
+
+
+def test_renewing_a_lease_held_by_another_names_entity_and_owner(lease_store: LeaseStore) -> None:
+    lease_store.acquire("de", "run-A", ttl_s=60)
+    with pytest.raises(LeaseLostError, match=r"^de: run-B no longer holds the entity lease$"):
+        lease_store.renew("de", "run-B", ttl_s=60)
+
+
+def test_a_bad_lease_ttl_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("abc", "86401", "0.4"):
+        monkeypatch.setenv("ETL_LEASE_TTL_S", value)
+        with pytest.raises(ValueError) as bad:
+            default_ttl_s()
+        assert str(bad.value) == f"ETL_LEASE_TTL_S={value!r}: must be a number of seconds from 0.5 to 86400"
+
+
+class FlakyStore(SqliteLeaseStore):
+    """A real SQLite lease store whose first renewal fails as a network blip would."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.renewals = 0
+
+    def renew(self, entity: str, owner: str, ttl_s: float) -> Lease:
+        self.renewals += 1
+        if self.renewals == 1:
+            raise ConnectionError("blip")
+        return super().renew(entity, owner, ttl_s)
+
+
+def test_a_transient_renewal_error_is_retried_and_the_lease_kept(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "me", ttl_s=2) as keeper:
+        deadline = time.monotonic() + 30
+        while store.renewals < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        keeper.check()
+    assert store.renewals >= 3  # renewed again after the failed one
