@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "plugins"))
 
-import etl_pipeline as etl  # noqa: E402
 from isal import igzip  # noqa: E402
+
+import etl_pipeline as etl  # noqa: E402
 
 BACKENDS: dict[str, Callable[[Any], Any]] = {
     "zlib L1": lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0),

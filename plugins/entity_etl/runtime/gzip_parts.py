@@ -9,8 +9,10 @@ decompress to does not.
 from __future__ import annotations
 
 import gzip
+from types import ModuleType
 from typing import BinaryIO
 
+_igzip: ModuleType | None
 try:
     from isal import igzip as _igzip
 except ImportError:  # pragma: no cover - isal is a runtime dependency; zlib stays a working fallback
@@ -33,7 +35,7 @@ def part_writer(raw: BinaryIO, use: str | None = None) -> BinaryIO:
     if chosen == "isal":
         if _igzip is None:
             raise RuntimeError("gzip backend 'isal' requested but the isal package is not installed")
-        return _igzip.IGzipFile(fileobj=raw, mode="wb", compresslevel=ISAL_LEVEL, mtime=0)  # type: ignore[return-value]
+        return _igzip.IGzipFile(fileobj=raw, mode="wb", compresslevel=ISAL_LEVEL, mtime=0)
     if chosen != "zlib":
         raise ValueError(f"unknown gzip backend {chosen!r} (expected 'isal' or 'zlib')")
     return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=ZLIB_LEVEL, mtime=0)  # type: ignore[return-value]
