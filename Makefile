@@ -10,7 +10,7 @@ APT_TEST_PACKAGES := chromium
 ROWS ?= 2000000
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-unit test-deploy test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos bench-entities-page mutation clean
+.PHONY: help deps system-deps test-deps uv venv demo airflow deploy-mwaa test test-unit test-deploy test-py312 has-py312 lint typecheck schema bench bench-dagbag bench-etl bench-survey bench-throughput bench-chaos bench-entities-page bench-peers mutation clean
 
 help:
 	@echo "make demo   - run every demo entity DAG through Airflow on the embedded default (SQLite, no AWS)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-deploy - the deploy suite alone: the job image built and run on a real Docker engine, MWAA's package set"
 	@echo "make mutation [MUTANTS=globs] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
 	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
+	@echo "make bench-peers [PEERS_ROWS=2000000] - the pipeline against Sling and dlt (own venv in .bench/peers-venv), targets checked exactly"
 	@echo "make bench-chaos [CHAOS_ROWS=1000000] - stage kills, server crashes and lease takeovers on MariaDB, target checked exactly"
 	@echo "make bench-entities-page - the UI's Entities page for 1,000 entities x 100 runs (SQLite; moto DynamoDB, Query only)"
 	@echo "make airflow - the Airflow 3 UI on http://localhost:8080 (admin/admin) on the embedded default, no Docker"
@@ -118,6 +119,12 @@ bench-etl: venv
 bench-survey: venv
 	@$(RUN) python bench/nps_aggregate.py
 	@$(RUN) python bench/survey_handler.py
+
+# Not part of `make bench`: the pipeline against Sling and dlt on bench-etl's server and data, two rounds,
+# the order alternating (bench/peers.py). The peers live in .bench/peers-venv (made with uv), never in uv.lock.
+PEERS_ROWS ?= 2000000
+bench-peers: venv
+	@$(RUN) python bench/peers.py --rows $(PEERS_ROWS)
 
 # Not part of `make bench`: SIGKILLed stages, mariadbd crashes and lease takeovers at seeded points, then
 # an exact check of the target (bench/chaos.py; about 4 min at 1M rows).
