@@ -139,7 +139,9 @@ def compose_env(**overrides: str) -> dict[str, str]:
 
 
 def test_bootstrap_aws_makes_what_the_ports_use(aws: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = compose_env(AWS_ENDPOINT_URL=aws.endpoint)
+    mounts = dict(reversed(v.split(":")[:2]) for v in SERVICES["airflow-init"]["volumes"])
+    tables_dir = SERVICES["airflow-init"]["environment"]["SURVEY_TABLES_DIR"]
+    env = compose_env(AWS_ENDPOINT_URL=aws.endpoint, SURVEY_TABLES_DIR=str(ROOT / mounts[tables_dir]))
     bootstrap = script("bootstrap_aws")
     first = bootstrap.bootstrap(env)
     assert bootstrap.bootstrap(env) == first  # idempotent
@@ -148,6 +150,16 @@ def test_bootstrap_aws_makes_what_the_ports_use(aws: MotoServer, monkeypatch: py
     assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(":entity-loaded-dlq")
     assert first["topic_arn"] == env["ETL_NOTIFY_TOPIC_ARN"]
     assert {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]} == {"entity-etl-demo"}
+    # survey_nps_daily's table, as the survey Lambdas' definition has it, filled by load_demo_survey.py.
+    tables = set(boto3.client("dynamodb").list_tables()["TableNames"])
+    assert tables == {env["ETL_RUNS_TABLE"], env["ETL_LEASES_TABLE"], env["SURVEY_RESPONSES_TABLE"]}
+    survey = script("load_demo_survey")
+    assert survey.load(env["SURVEY_RESPONSES_TABLE"]) == survey.load(env["SURVEY_RESPONSES_TABLE"]) > 100
+    from entity_etl.survey_reader import read_day
+
+    day = read_day(env["SURVEY_RESPONSES_TABLE"], survey.DEMO_SURVEY_DAY)
+    assert len(day) == survey.DEMO_ANSWERS  # a rerun overwrote, added nothing
+    assert {r["rating"] for r in day} <= {1, 2, 3, 4, 5} and any(r["queue"] is None for r in day)
 
     from entity_etl.runtime.lease import open_lease_store
     from entity_etl.runtime.run_store import StageRecord, open_run_store
