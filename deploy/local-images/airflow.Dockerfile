@@ -14,7 +14,9 @@ RUN apt-get update \
  && install -d -o airflow -g 0 -m 0775 /opt/airflow /opt/airflow/logs /opt/airflow/dags /opt/airflow/plugins
 COPY constraints.txt /opt/airflow-constraints-3.3.1-py3.12.txt
 USER airflow
-ENV AIRFLOW_HOME=/opt/airflow PIP_USER=true PATH=/home/airflow/.local/bin:/usr/local/bin:/usr/bin:/bin \
+# PYTHONUSERBASE: root (airflow-init runs as 0:0) and any uid see the same user site.
+ENV AIRFLOW_HOME=/opt/airflow PIP_USER=true PYTHONUSERBASE=/home/airflow/.local \
+    PATH=/home/airflow/.local/bin:/usr/local/bin:/usr/bin:/bin \
     PIP_NO_CACHE_DIR=1
 RUN pip install --constraint /opt/airflow-constraints-3.3.1-py3.12.txt \
       "apache-airflow[postgres,amazon,mysql]==3.3.1" \
