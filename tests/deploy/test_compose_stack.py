@@ -163,9 +163,8 @@ def _all_healthy(stack: Stack) -> bool:
     init = states.get("airflow-init", {})
     if init.get("State") == "exited" and init.get("ExitCode") != 0:
         raise AssertionError(f"airflow-init exited {init.get('ExitCode')}:\n{stack.logs()[-12000:]}")
-    for name in LONG_RUNNING:
-        if states.get(name, {}).get("Health") == "unhealthy":
-            raise AssertionError(f"{name} is unhealthy:\n{stack.logs()[-12000:]}")
+    # "unhealthy" is not final: on a loaded machine a component can miss its first checks and recover
+    # (nothing restarts it for that); the wait's timeout decides, with the logs.
     return init.get("State") == "exited" and all(states.get(n, {}).get("Health") == "healthy" for n in LONG_RUNNING)
 
 
