@@ -64,10 +64,37 @@ def test_services_health_checks_and_start_order() -> None:
         assert "airflow-init" in SERVICES[name]["depends_on"]
         assert {"postgres", "mysql", "aws"} <= set(SERVICES[name]["depends_on"])
     assert [SERVICES[n]["command"] for n in AIRFLOW] == ["api-server", "scheduler", "dag-processor", "triggerer"]
-    assert "8080:8080" in SERVICES["airflow-apiserver"]["ports"]
+    assert interpolate(SERVICES["airflow-apiserver"]["ports"][0], {}) == "127.0.0.1:8080:8080"
     init = SERVICES["airflow-init"]["command"][-1]
     assert "airflow db migrate" in init and "bootstrap_aws.py" in init and "load_demo_sources.py" in init
-    assert SERVICES["mysql"]["image"].startswith("mysql:8")
+    assert interpolate(SERVICES["mysql"]["image"], {}).startswith("mysql:8")
+
+
+OFFICIAL_IMAGES = {
+    "POSTGRES_IMAGE": "postgres:16",
+    "MYSQL_IMAGE": "mysql:8.4",
+    "MOTO_IMAGE": "motoserver/moto:5.1.18",
+}
+
+
+def test_every_image_is_a_variable_whose_default_is_the_official_image() -> None:
+    images = {name: s["image"] for name, s in SERVICES.items() if name in ("postgres", "mysql", "aws")}
+    by_variable = {re.match(r"\$\{(\w+):-", v).group(1): v for v in images.values()}  # type: ignore[union-attr]
+    assert {k: interpolate(v, {}) for k, v in by_variable.items()} == OFFICIAL_IMAGES
+    for variable, value in by_variable.items():
+        assert interpolate(value, {variable: "local/x:1"}) == "local/x:1"  # the tests' stand-ins go in here
+    for name in ["airflow-init", *AIRFLOW]:
+        arg = SERVICES[name]["build"]["args"]["AIRFLOW_IMAGE"]
+        assert interpolate(arg, {}) == "apache/airflow:3.3.1-python3.12"
+        assert interpolate(arg, {"AIRFLOW_IMAGE": "local/airflow:s"}) == "local/airflow:s"
+    dockerfile = (ROOT / "deploy/compose/airflow.Dockerfile").read_text()
+    assert "ARG AIRFLOW_IMAGE=apache/airflow:3.3.1-python3.12\nFROM ${AIRFLOW_IMAGE}\n" in dockerfile
+    assert [line for line in dockerfile.splitlines() if line.startswith("FROM")] == ["FROM ${AIRFLOW_IMAGE}"]
+
+
+def test_ports_are_published_on_loopback_only() -> None:
+    published = [interpolate(p, {}) for s in SERVICES.values() for p in s.get("ports", [])]
+    assert sorted(published) == ["127.0.0.1:3306:3306", "127.0.0.1:5000:5000", "127.0.0.1:8080:8080"]
 
 
 def test_airflow_settings_mounts_and_image() -> None:
@@ -85,8 +112,15 @@ def test_airflow_settings_mounts_and_image() -> None:
             if host.startswith("./"):
                 assert (ROOT / host).exists(), f"{name} mounts {host}, which does not exist"
     dockerfile = (ROOT / SERVICES["airflow-apiserver"]["build"]["dockerfile"]).read_text()
-    assert "FROM apache/airflow:3.3.1-python3.12" in dockerfile
-    assert "constraints-3.3.1/constraints-3.12.txt" in dockerfile
+    assert "ARG AIRFLOW_IMAGE=apache/airflow:3.3.1-python3.12" in dockerfile
+    # Airflow's own constraints, committed: this network (and a build) cannot reach GitHub's raw URLs.
+    assert "--constraint /opt/entity-etl/constraints.txt" in dockerfile
+    constraints = ROOT / "deploy/compose/airflow-constraints-3.3.1-py3.12.txt"
+    assert f"COPY --chown=airflow:0 {constraints.relative_to(ROOT)} /opt/entity-etl/constraints.txt" in dockerfile
+    text = constraints.read_text()
+    assert "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.1/constraints-3.12.txt" in text[:300]
+    pins = dict(line.split("==", 1) for line in text.splitlines() if "==" in line and not line.startswith("#"))
+    assert pins["apache-airflow-providers-amazon"] == "9.34.0" and pins["apache-airflow-providers-mysql"] == "6.6.1"
 
 
 def test_every_connection_an_entity_names_is_defined() -> None:
@@ -105,7 +139,9 @@ def compose_env(**overrides: str) -> dict[str, str]:
 
 
 def test_bootstrap_aws_makes_what_the_ports_use(aws: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = compose_env(AWS_ENDPOINT_URL=aws.endpoint)
+    mounts = dict(reversed(v.split(":")[:2]) for v in SERVICES["airflow-init"]["volumes"])
+    tables_dir = SERVICES["airflow-init"]["environment"]["SURVEY_TABLES_DIR"]
+    env = compose_env(AWS_ENDPOINT_URL=aws.endpoint, SURVEY_TABLES_DIR=str(ROOT / mounts[tables_dir]))
     bootstrap = script("bootstrap_aws")
     first = bootstrap.bootstrap(env)
     assert bootstrap.bootstrap(env) == first  # idempotent
@@ -114,6 +150,16 @@ def test_bootstrap_aws_makes_what_the_ports_use(aws: MotoServer, monkeypatch: py
     assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(":entity-loaded-dlq")
     assert first["topic_arn"] == env["ETL_NOTIFY_TOPIC_ARN"]
     assert {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]} == {"entity-etl-demo"}
+    # survey_nps_daily's table, as the survey Lambdas' definition has it, filled by load_demo_survey.py.
+    tables = set(boto3.client("dynamodb").list_tables()["TableNames"])
+    assert tables == {env["ETL_RUNS_TABLE"], env["ETL_LEASES_TABLE"], env["SURVEY_RESPONSES_TABLE"]}
+    survey = script("load_demo_survey")
+    assert survey.load(env["SURVEY_RESPONSES_TABLE"]) == survey.load(env["SURVEY_RESPONSES_TABLE"]) > 100
+    from entity_etl.survey_reader import read_day
+
+    day = read_day(env["SURVEY_RESPONSES_TABLE"], survey.DEMO_SURVEY_DAY)
+    assert len(day) == survey.DEMO_ANSWERS  # a rerun overwrote, added nothing
+    assert {r["rating"] for r in day} <= {1, 2, 3, 4, 5} and any(r["queue"] is None for r in day)
 
     from entity_etl.runtime.lease import open_lease_store
     from entity_etl.runtime.run_store import StageRecord, open_run_store

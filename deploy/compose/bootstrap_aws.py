@@ -2,7 +2,9 @@
 
 Idempotent: run it again and nothing changes. Resources, named by the compose file's environment:
 the extracts bucket, the run-store and lease tables (their ``table_definition()``), the SNS alert
-topic, and the completion queue with its dead-letter queue. Endpoint and credentials come from the
+topic, the completion queue with its dead-letter queue, and, when ``SURVEY_TABLES_DIR`` names the survey
+Lambdas' table definitions (``lambdas/survey/infra/tables/``), the ``SurveyResponses`` table that
+``survey_nps_daily`` reads. Endpoint and credentials come from the
 standard AWS variables (``AWS_ENDPOINT_URL`` ...). Not for real AWS: use ``deploy/cloudformation``.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
@@ -29,10 +32,13 @@ def bootstrap(env: dict[str, str]) -> dict[str, str]:
         config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         s3.create_bucket(Bucket=bucket, **config)
     existing = set(dynamodb.list_tables()["TableNames"])
-    for definition in (
+    definitions = [
         DynamoRunStore.table_definition(env["ETL_RUNS_TABLE"]),
         DynamoLeaseStore.table_definition(env["ETL_LEASES_TABLE"]),
-    ):
+    ]
+    if env.get("SURVEY_TABLES_DIR"):
+        definitions.append(json.loads((Path(env["SURVEY_TABLES_DIR"]) / "survey-responses.json").read_text()))
+    for definition in definitions:
         if definition["TableName"] not in existing:
             dynamodb.create_table(**definition)
     queue_name = env["ETL_COMPLETION_QUEUE_URL"].rstrip("/").rsplit("/", 1)[-1]

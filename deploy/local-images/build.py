@@ -11,7 +11,15 @@ official image (the default)    stand-in                                made fro
 debian:bookworm                 local/debian:bookworm                   ``debootstrap --variant=minbase bookworm``
 python:3.12-slim-bookworm       local/python:3.12-slim-bookworm         the base + the host's CPython 3.12 build
 ghcr.io/astral-sh/uv:0.9        local/uv:stand-in                       the host's ``uv`` binary, alone
+apache/airflow:3.3.1-python3.12 local/airflow:3.3.1-python3.12          the python stand-in + ``apache-airflow==3.3.1``
+                                                                        and providers from PyPI, under Airflow's
+                                                                        3.3.1/py3.12 constraints
+postgres:16                     local/postgres:15-stand-in              Debian's ``postgresql-15`` (bookworm has no 16)
+mysql:8.4                       local/mariadb:10.11-stand-in            Debian's MariaDB 10.11 (Debian has no MySQL)
+motoserver/moto:<tag>           local/moto:<tag>                        the python stand-in + ``moto[server]==<tag>``
 ==============================  =====================================  ==========================================
+
+``--only base`` builds the first three (the Batch image's); the default builds all.
 
 Every image carries a label ``entity-etl.stand-in.inputs`` with a hash of what it was made from; a run
 whose inputs hash the same reuses the image. Usage: ``deploy/local-images/build.py [--python PATH]``
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +43,11 @@ LABEL = "entity-etl.stand-in.inputs"
 DEBIAN = "local/debian:bookworm"
 PYTHON = "local/python:3.12-slim-bookworm"
 UV = "local/uv:stand-in"
+AIRFLOW = "local/airflow:3.3.1-python3.12"
+POSTGRES = "local/postgres:15-stand-in"
+MARIADB = "local/mariadb:10.11-stand-in"
+ROOT = HERE.parents[1]
+CONSTRAINTS = ROOT / "deploy/compose/airflow-constraints-3.3.1-py3.12.txt"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PROXY_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -90,7 +104,7 @@ def debian() -> str:
     return inputs
 
 
-def python(base_inputs: str, interpreter: Path) -> None:
+def python(base_inputs: str, interpreter: Path) -> str:
     prefix = Path(
         subprocess.run(
             [str(interpreter), "-c", "import sys; print(sys.prefix)"], check=True, text=True, capture_output=True
@@ -103,7 +117,7 @@ def python(base_inputs: str, interpreter: Path) -> None:
     ca = PROXY_CA.read_bytes() if PROXY_CA.exists() else b""
     inputs = _hash(base_inputs, version, str(prefix), dockerfile, ca)
     if _cached(PYTHON, inputs):
-        return
+        return inputs
     skip = shutil.ignore_patterns("__pycache__", "test", "tests", "idlelib", "tkinter", "turtledemo", "*.pth")
     with tempfile.TemporaryDirectory(prefix="python-stand-in-") as tmp:
         context = Path(tmp)
@@ -123,6 +137,7 @@ def python(base_inputs: str, interpreter: Path) -> None:
             capture=True,
         )
     print(f"stand-in {PYTHON}: built from {prefix} ({version.strip()}) (inputs {inputs})")
+    return inputs
 
 
 def uv() -> None:
@@ -138,6 +153,76 @@ def uv() -> None:
     print(f"stand-in {UV}: built from {binary} (inputs {inputs})")
 
 
+def _proxy_args() -> list[str]:
+    """The host's proxy settings, for pip inside builds (Docker's predefined ARGs: not kept in the image)."""
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+    return [f"--build-arg={name}={os.environ[name]}" for name in names if os.environ.get(name)]
+
+
+def _from_dockerfile(
+    image: str, dockerfile: str, base: tuple[str, str], files: dict[str, Path], args: dict[str, str], note: str
+) -> str:
+    """``docker build`` of ``HERE/dockerfile`` FROM ``base`` (image, its inputs) with ``files`` as the context."""
+    parts: list[bytes | str] = [base[1], (HERE / dockerfile).read_bytes(), *sorted(f"{k}={v}" for k, v in args.items())]
+    parts += [f"{name}:".encode() + path.read_bytes() for name, path in sorted(files.items())]
+    inputs = _hash(*parts)
+    if _cached(image, inputs):
+        return inputs
+    with tempfile.TemporaryDirectory(prefix="stand-in-") as tmp:
+        for name, path in files.items():
+            shutil.copy(path, Path(tmp) / name)
+        shutil.copy(HERE / dockerfile, Path(tmp) / "Dockerfile")
+        build_args = [f"--build-arg={k}={v}" for k, v in {"BASE_IMAGE": base[0], **args}.items()]
+        done = subprocess.run(
+            ["docker", "build", *build_args, *_proxy_args(), "--label", f"{LABEL}={inputs}", "-t", image, tmp],
+            text=True,
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"docker build of {image} failed:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}")
+    print(f"stand-in {image}: built, {note} (inputs {inputs})")
+    return inputs
+
+
+def airflow(python_inputs: str) -> str:
+    return _from_dockerfile(
+        AIRFLOW,
+        "airflow.Dockerfile",
+        (PYTHON, python_inputs),
+        {"constraints.txt": CONSTRAINTS},
+        {},
+        "apache-airflow==3.3.1 + providers from PyPI under the 3.3.1/py3.12 constraints, for apache/airflow:3.3.1-python3.12",
+    )
+
+
+def postgres(base_inputs: str) -> str:
+    files = {"postgres-entrypoint.sh": HERE / "postgres-entrypoint.sh"}
+    note = "Debian bookworm's PostgreSQL 15 standing in for postgres:16 (Debian 12 has no 16)"
+    return _from_dockerfile(POSTGRES, "postgres.Dockerfile", (DEBIAN, base_inputs), files, {}, note)
+
+
+def mariadb(base_inputs: str) -> str:
+    files = {"mariadb-entrypoint.sh": HERE / "mariadb-entrypoint.sh"}
+    note = "MariaDB 10.11 (Debian's) standing in for mysql:8.4: it is not MySQL"
+    return _from_dockerfile(MARIADB, "mariadb.Dockerfile", (DEBIAN, base_inputs), files, {}, note)
+
+
+def moto_version() -> str:
+    """The moto release docker-compose.yaml names (its MOTO_IMAGE default, motoserver/moto:<tag>)."""
+    found = re.search(r"MOTO_IMAGE:-motoserver/moto:([\w.]+)\}", (ROOT / "docker-compose.yaml").read_text())
+    if not found:
+        raise SystemExit("docker-compose.yaml names no ${MOTO_IMAGE:-motoserver/moto:<tag>} default")
+    return found.group(1)
+
+
+def moto(python_inputs: str) -> str:
+    version = moto_version()
+    note = f"moto[server]=={version} from PyPI standing in for motoserver/moto:{version}"
+    return _from_dockerfile(
+        f"local/moto:{version}", "moto.Dockerfile", (PYTHON, python_inputs), {}, {"MOTO_VERSION": version}, note
+    )
+
+
 def default_python() -> Path:
     for candidate in [shutil.which("python3.12"), *sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]:
         if candidate and subprocess.run([str(candidate), "-c", ""], capture_output=True).returncode == 0:
@@ -148,10 +233,17 @@ def default_python() -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Build local stand-ins for the images no registry serves here.")
     parser.add_argument("--python", type=Path, help="a CPython 3.12 whose prefix becomes /usr/local in the image")
+    parser.add_argument("--only", choices=["base", "compose"], help="base: debian, python, uv; compose: all")
     args = parser.parse_args()
     base = debian()
-    python(base, args.python or default_python())
+    python_inputs = python(base, args.python or default_python())
     uv()
+    if args.only == "base":
+        return
+    postgres(base)
+    mariadb(base)
+    moto(python_inputs)
+    airflow(python_inputs)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run a command with a Docker engine (make test-deploy): install Debian's engine and debootstrap when
-# missing, start dockerd when none answers, run the command, and stop the dockerd this script started.
+# missing, Compose v2 when `docker compose` is missing (install-compose.sh), start dockerd when none
+# answers, run the command, and stop the dockerd this script started.
 set -euo pipefail
 SUDO=$( [ "$(id -u)" = 0 ] || echo sudo )
 missing=""
@@ -26,4 +27,5 @@ stop() {
   fi
 }
 trap stop EXIT
+"$(dirname "$0")/install-compose.sh"
 "$@"

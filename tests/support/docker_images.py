@@ -30,9 +30,13 @@ def require_docker() -> None:
         pytest.skip(message)
 
 
-def build_stand_ins() -> None:
-    """Build (or reuse, by their input hash) the stand-ins; their lines go to the test output."""
-    done = subprocess.run([sys.executable, str(ROOT / "deploy/local-images/build.py")], capture_output=True, text=True)
+def build_stand_ins(only: str | None = "base") -> None:
+    """Build (or reuse, by their input hash) the stand-ins (``only="base"``: the Batch image's; None: all,
+    the compose stack's too); their lines go to the test output."""
+    flags = ["--only", only] if only else []
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/local-images/build.py"), *flags], capture_output=True, text=True
+    )
     sys.stderr.write(done.stdout)
     if done.returncode != 0:
         raise RuntimeError(f"deploy/local-images/build.py failed:\n{done.stderr[-3000:]}")
