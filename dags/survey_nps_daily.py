@@ -67,19 +67,9 @@ def _day(context: dict[str, Any], timezone: str) -> dt.date:
     return day_of_interval(context["data_interval_start"], context["data_interval_end"], timezone=timezone)
 
 
-def build_dag(
-    *,
-    timezone: str | None = None,
-    start_date: dt.date | None = None,
-    settle_minutes: int | None = None,
-    topic_arn: str | None = None,
-) -> DAG:
-    """The DAG. Unset arguments come from the parse-time settings (the environment only)."""
-    timezone = nps_settings.check_timezone(timezone) if timezone else nps_settings.survey_timezone()
-    start_date = start_date or nps_settings.start_date()
-    settle_minutes = nps_settings.settle_minutes() if settle_minutes is None else settle_minutes
-    topic_arn = topic_arn or nps_settings.notify_topic_arn()
-    with DAG(
+def _dag_arguments(timezone: str, start_date: dt.date, settle_minutes: int, topic_arn: str | None) -> dict[str, Any]:
+    """The DAG's schedule, ownership, retries and failure notifications."""
+    return dict(
         dag_id=DAG_ID,
         description="Daily NPS and CSAT of the Connect post-call survey: reporting table, CSV, chart, summary",
         schedule=CronDataIntervalTimetable("0 0 * * *", timezone=timezone),
@@ -95,7 +85,22 @@ def build_dag(
             "on_failure_callback": SnsEventNotifier("task_failed", topic_arn=topic_arn),
         },
         on_failure_callback=SnsEventNotifier("dag_run_failed", topic_arn=topic_arn),
-    ) as dag:
+    )
+
+
+def build_dag(
+    *,
+    timezone: str | None = None,
+    start_date: dt.date | None = None,
+    settle_minutes: int | None = None,
+    topic_arn: str | None = None,
+) -> DAG:
+    """The DAG. Unset arguments come from the parse-time settings (the environment only)."""
+    timezone = nps_settings.check_timezone(timezone) if timezone else nps_settings.survey_timezone()
+    start_date = start_date or nps_settings.start_date()
+    settle_minutes = nps_settings.settle_minutes() if settle_minutes is None else settle_minutes
+    topic_arn = topic_arn or nps_settings.notify_topic_arn()
+    with DAG(**_dag_arguments(timezone, start_date, settle_minutes, topic_arn)) as dag:
         wait_for_answers = TimeDeltaSensor(
             task_id="wait_for_answers",
             delta=dt.timedelta(minutes=settle_minutes),
