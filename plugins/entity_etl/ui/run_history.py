@@ -64,8 +64,7 @@ def _sqlite_last_runs(store: SqliteRunStore, entities: Sequence[str], limit: int
     conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=30)
     try:
         return {
-            entity: list(map(RunPoint._make, conn.execute(_SQLITE_LAST_RUNS, (entity, limit))))
-            for entity in entities
+            entity: list(map(RunPoint._make, conn.execute(_SQLITE_LAST_RUNS, (entity, limit)))) for entity in entities
         }
     finally:
         conn.close()
