@@ -140,3 +140,17 @@ def test_behind_airflow_the_page_needs_a_login(tmp_path: Path) -> None:
     run_store = SqliteRunStore(tmp_path / "state.db")
     app = create_app(store=lambda: run_store, entity_list=lambda: INFOS)
     assert TestClient(app).get("/").status_code == 401  # no JWT cookie, no bearer token
+
+
+def test_on_sqlite_the_last_runs_come_from_the_run_record_index(tmp_path: Path) -> None:
+    """The page's query reads an entity's run records only (the partial index), never its stage records."""
+    import sqlite3
+
+    from entity_etl.ui.run_history import _SQLITE_LAST_RUNS
+
+    run_store = SqliteRunStore(tmp_path / "state.db")
+    _run(run_store, "de", 1, 10)
+    with sqlite3.connect(run_store.path) as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {_SQLITE_LAST_RUNS}", ("de", 20)))
+    assert "USING INDEX etl_runs_last_runs" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # newest first straight from the index, no sort

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from entity_etl.runtime.run_store import RunStore, StageRecord
-from entity_etl.runtime.run_summary import stored_summary
+from entity_etl.runtime.run_store import RunStore
 from entity_etl.ui.entity_list import EntityInfo
-from entity_etl.ui.run_history import last_runs
+from entity_etl.ui.run_history import RunPoint, last_runs
 
 #: How many runs the trend shows.
 TREND_RUNS = 20
@@ -45,22 +44,21 @@ class EntityRow:
         }
 
 
-def _row(info: EntityInfo, runs: list[StageRecord]) -> EntityRow:
+def _row(info: EntityInfo, runs: list[RunPoint]) -> EntityRow:
     if not runs:
         return EntityRow(info)
-    summaries = [stored_summary(r) or {} for r in reversed(runs)]  # oldest first
-    last, summary = runs[0], summaries[-1]
-    start, end = summary.get("interval_start"), summary.get("interval_end")
+    last, oldest_first = runs[0], runs[::-1]
+    start, end = last.interval_start, last.interval_end
     return EntityRow(
         info,
         last_run_id=last.run_id,
         last_started=last.started_at,
         status=last.status,
         interval=(str(start), str(end)) if start and end else None,
-        rows_loaded=summary.get("rows_loaded"),
-        duration_s=summary.get("duration_s"),
-        rows_trend=[s.get("rows_loaded") for s in summaries],
-        duration_trend=[s.get("duration_s") for s in summaries],
+        rows_loaded=last.rows_loaded,
+        duration_s=last.duration_s,
+        rows_trend=[r.rows_loaded for r in oldest_first],
+        duration_trend=[r.duration_s for r in oldest_first],
     )
 
 

@@ -12,6 +12,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 16px; color: #1f2933; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e4e7eb; white-space: nowrap; }
+td.interval { white-space: normal; min-width: 14em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .succeeded { color: #157f3b; } .failed { color: #c81e1e; } .running { color: #1d4ed8; }
 .never { color: #7b8794; } .problem { color: #c81e1e; font-size: 12px; } .spark { color: #3e4c59; }
@@ -35,7 +36,7 @@ def _cell(row: EntityRow) -> str:
         f"<td>{escape(info.schedule)}</td>"
         f'<td title="{escape(row.last_run_id, quote=True)}">{escape(row.last_started[:19].replace("T", " ")) or "–"}</td>'
         f'<td class="status {status_class}">{escape(row.status)}</td>'
-        f"<td>{escape(interval)}</td>"
+        f'<td class="interval">{escape(interval)}</td>'
         f'<td class="num rows-loaded">{_num(row.rows_loaded)}</td>'
         f'<td class="num duration">{_num(row.duration_s, "{:.1f} s")}</td>'
         f"<td>{sparkline(row.rows_trend, title=f'{info.entity}: rows loaded, last {len(row.rows_trend)} runs')}</td>"

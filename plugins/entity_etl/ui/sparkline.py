@@ -8,21 +8,19 @@ from html import escape
 
 def sparkline(values: Sequence[float | None], *, title: str, width: int = 120, height: int = 24) -> str:
     """An ``<svg>`` polyline of ``values`` (oldest first; ``None`` gaps are skipped), scaled to its range."""
-    points = [(i, float(v)) for i, v in enumerate(values) if v is not None]
     label = escape(title, quote=True)
+    points = [(i, float(v)) for i, v in enumerate(values) if v is not None]
     if not points:
         return f'<svg class="spark" width="{width}" height="{height}" role="img" aria-label="{label}"></svg>'
-    low, high = min(v for _, v in points), max(v for _, v in points)
-    span_x, span_y = max(len(values) - 1, 1), (high - low) or 1.0
+    ys = [v for _, v in points]
+    low, high = min(ys), max(ys)
     pad = 2
-
-    def xy(i: int, v: float) -> str:
-        x = pad + i * (width - 2 * pad) / span_x
-        y = height - pad - (v - low) * (height - 2 * pad) / span_y
-        return f"{x:.1f},{y:.1f}"
-
-    path = " ".join(xy(i, v) for i, v in points)
-    last_x, last_y = xy(*points[-1]).split(",")
+    step_x = (width - 2 * pad) / max(len(values) - 1, 1)
+    scale_y = (height - 2 * pad) / ((high - low) or 1.0)
+    base_y = height - pad
+    coords = [(f"{pad + i * step_x:.1f}", f"{base_y - (v - low) * scale_y:.1f}") for i, v in points]
+    path = " ".join(f"{x},{y}" for x, y in coords)
+    last_x, last_y = coords[-1]
     return (
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{label}"><title>{label}</title>'

@@ -35,6 +35,8 @@ class SqliteRunStore(RunStore):
                 );
                 CREATE INDEX IF NOT EXISTS etl_runs_by_entity ON etl_runs (entity, started_at);
                 CREATE INDEX IF NOT EXISTS etl_runs_by_day ON etl_runs (day, started_at);
+                -- the run records only (the UI's Entities page: an entity's last runs, newest first)
+                CREATE INDEX IF NOT EXISTS etl_runs_last_runs ON etl_runs (entity, started_at) WHERE stage = '_run';
                 CREATE TABLE IF NOT EXISTS etl_checkpoints (
                     entity TEXT NOT NULL, run_id TEXT NOT NULL, stage TEXT NOT NULL, chunk TEXT NOT NULL,
                     plan TEXT NOT NULL, data TEXT NOT NULL, written_at TEXT NOT NULL,
