@@ -266,3 +266,29 @@ def test_a_bad_setting_is_one_clear_line(
     with pytest.raises(StageError) as caught:
         stage(setup, "extract", "bad")
     assert str(caught.value) == f"odd: extract: ETL_EXTRACT_WORKERS={value!r}: must be an integer at least 1"
+
+
+def test_workers_stop_at_a_lost_lease_before_any_checkpoint(sqlite_setup: dict[str, Any]) -> None:
+    """The lease taken by another run while two workers are mid-chunk: the stage fails on the lease, and
+    neither worker checkpoints its chunk (each joined the lease and checks it, as array children do)."""
+    stage(sqlite_setup, "cleanup", "lost")
+    marker = Path(os.environ["ETL_FAILPOINT_DIR"]) / "extract.part_uploaded.paused"
+    env = {"ETL_EXTRACT_WORKERS": "2", "ETL_LEASE_TTL_S": "2", "ETL_FAILPOINTS": "extract.part_uploaded=pause@1"}
+    proc = _etlctl_extract("lost", env)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    leases = open_lease_store()
+    assert leases.release("odd", OWNER)
+    leases.acquire("odd", "another-run", 900)  # a new epoch, another owner
+    time.sleep(1.5)  # past the renewals (every TTL/4) that find the lease gone
+    marker.unlink()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-2000:]
+    lines = [ln for ln in err.splitlines() if ln.startswith("etlctl: error: ")]
+    assert len(lines) == 1 and lines[0].startswith("etlctl: error: odd: extract: "), err[-2000:]
+    assert "lost the entity lease" in lines[0]
+    assert _checkpoints("lost") == {0: [], 1: [], 2: [], 3: []}
+    record = open_run_store().get("odd", "lost", "extract")
+    assert record is not None and record.status == "failed"
