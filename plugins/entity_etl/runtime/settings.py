@@ -9,8 +9,9 @@
 | ETL_INCLUDE_DIR         | folder holding ``entities/`` and ``sql/``            | :func:`include_dir`          |
 | ETL_INCLUDE_URL         | fetch the entity's files from there per run (Batch)  | unset: ``ETL_INCLUDE_DIR``   |
 | ETL_SCRATCH_DIR         | local temporary files                                 | the system temp dir          |
+| ETL_EXTRACT_WORKERS     | extract partitions run at once, in worker processes  | ``1`` (one after the other)  |
 
-Numeric settings (``ETL_LEASE_TTL_S``, ``ETL_ATTEMPT``, ``ETL_LEASE_EPOCH``) go through :func:`env_number`:
+Numeric settings (``ETL_LEASE_TTL_S``, ``ETL_ATTEMPT``, ``ETL_LEASE_EPOCH``, ``ETL_EXTRACT_WORKERS``) go through :func:`env_number`:
 text, ``nan``, ``inf`` or a value out of range is one :class:`ValueError` line naming the variable.
 """
 
@@ -71,3 +72,13 @@ def include_dir() -> Path:
     if not repo_include.is_dir() and dags_folder:
         return Path(dags_folder) / "include"
     return repo_include
+
+
+EXTRACT_WORKERS_ENV = "ETL_EXTRACT_WORKERS"
+
+
+def extract_workers() -> int:
+    """``ETL_EXTRACT_WORKERS``: how many key-range partitions (``source.split_points``) one extract stage
+    runs at once, each in its own worker process, when it runs them all itself (no ``--partition``);
+    1, the default, runs them one after the other in the stage's own process."""
+    return int(env_number(EXTRACT_WORKERS_ENV, 1, low=1, integer=True) or 1)

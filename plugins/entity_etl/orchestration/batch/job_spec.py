@@ -27,8 +27,9 @@ FORWARDED_ENV = (
     "ETL_METRICS_NAMESPACE",
 )
 #: Run-time options (not deployment settings) forwarded the same way: the job logs at the worker's
-#: ``ETL_LOG_LEVEL`` (``runtime/progress.py``), so its streamed CloudWatch log matches a local task log.
-FORWARDED_OPTIONS = ("ETL_LOG_LEVEL",)
+#: ``ETL_LOG_LEVEL`` (``runtime/progress.py``), so its streamed CloudWatch log matches a local task log;
+#: ``ETL_EXTRACT_WORKERS`` (``runtime/settings.py``) too, though an array child runs one partition only.
+FORWARDED_OPTIONS = ("ETL_LOG_LEVEL", "ETL_EXTRACT_WORKERS")
 #: AWS Batch's largest array job.
 MAX_ARRAY_SIZE = 10_000
 

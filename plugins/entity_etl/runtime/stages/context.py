@@ -14,7 +14,7 @@ from entity_etl.config.model import EntityConfig
 from entity_etl.runtime import fencing, object_keys
 from entity_etl.runtime.connections import ConnectionInfo, ConnectionResolver
 from entity_etl.runtime.databases import Database, open_database
-from entity_etl.runtime.lease import LeaseStore
+from entity_etl.runtime.lease import LeaseKeeper, LeaseStore
 from entity_etl.runtime.metrics import MetricsSink
 from entity_etl.runtime.object_store import ObjectStore
 from entity_etl.runtime.redaction import redact
@@ -114,6 +114,9 @@ class Attempt:
     fence: fencing.Fence | None = None
     #: The attempt number recorded in the run store (None: not known, no run store).
     number: int | None = None
+    #: The lease keeper behind ``lease_guard`` (its owner and epoch), for the extract's worker
+    #: processes, which join that lease as array-job children do. None: no lease is held.
+    lease: LeaseKeeper | None = None
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

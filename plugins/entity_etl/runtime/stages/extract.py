@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from entity_etl.runtime import chunks, csv_codec, failpoints, gzip_parts
+from entity_etl.runtime import chunks, csv_codec, failpoints, gzip_parts, settings
 from entity_etl.runtime.databases import Database, DatabaseError
 from entity_etl.runtime.progress import Progress
 from entity_etl.runtime.stages.context import Attempt, RunContext, StageError, partition_prefix, partition_stage
+from entity_etl.runtime.stages.extract_pool import run_partitions
 from entity_etl.runtime.stages.manifest import merge_partitions, partition_plan
 from entity_etl.runtime.stages.row_rules import empty_warning
 
@@ -75,8 +76,8 @@ def extract(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
 
     A rerun of an unfinished extract continues after the last checkpointed chunk (see ``chunks``).
     With ``source.split_points``, ``ctx.partition`` picks one key-range partition (an array-job
-    child); ``None`` runs them all, one after the other. The manifest is written once every
-    partition has its own.
+    child); ``None`` runs them all, one after the other, or up to ``ETL_EXTRACT_WORKERS`` at once in
+    worker processes (``extract_pool``). The manifest is written once every partition has its own.
     """
     config = ctx.config
     sql_path = ctx.sql_dir / config.source.extract_sql
@@ -91,16 +92,11 @@ def extract(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
             f"source.split_points gives {count} partition(s), 0 to {count - 1}"
         )
     mine = range(count) if ctx.partition is None else [ctx.partition]
-    partials: dict[int, dict[str, Any]] = {}
-    resumed = 0
-    with (
-        ctx.connect(config.source.conn_id, read_only=True) as db,
-        tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
-    ):
-        for index in mine:
-            run = _PartitionExtract(ctx, attempt, db, Path(scratch), sql, sql_path, index)
-            partials[index], done_before = run.run()
-            resumed += done_before
+    workers = min(settings.extract_workers(), len(mine))
+    if workers > 1:  # ETL_EXTRACT_WORKERS: the partitions in worker processes, up to that many at once
+        partials, resumed = run_partitions(ctx, attempt, list(mine), workers)
+    else:
+        partials, resumed = extract_partitions(ctx, attempt, sql, sql_path, mine)
     own = [p for index in mine for p in partials[index]["parts"]]
     merged = merge_partitions(ctx, sql, partials)
     # The whole extract's figures once it is complete (the merging child of an array job reports them
@@ -115,9 +111,29 @@ def extract(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
         "resumed_chunks": resumed,
         "manifest": ctx.store.uri(ctx.manifest_key) if merged else None,
     }
+    if workers > 1:
+        details["workers"] = workers
     if merged and (warning := empty_warning(ctx, rows)):
         details["warning"] = warning  # in the statistics: XCom, the run store, `etlctl run-stage`
     return {"rows_in": rows, "rows_out": rows, "bytes": sum(p["bytes"] for p in parts), "details": details}
+
+
+def extract_partitions(
+    ctx: RunContext, attempt: Attempt, sql: str, sql_path: Path, indexes: Sequence[int]
+) -> tuple[dict[int, dict[str, Any]], int]:
+    """Extract the partitions ``indexes`` one after the other, in this process: each one's partial
+    manifest, and how many chunks were resumed in all (an extract worker process runs one)."""
+    partials: dict[int, dict[str, Any]] = {}
+    resumed = 0
+    with (
+        ctx.connect(ctx.config.source.conn_id, read_only=True) as db,
+        tempfile.TemporaryDirectory(dir=ctx.scratch_dir) as scratch,
+    ):
+        for index in indexes:
+            run = _PartitionExtract(ctx, attempt, db, Path(scratch), sql, sql_path, index)
+            partials[index], done_before = run.run()
+            resumed += done_before
+    return partials, resumed
 
 
 class _PartitionExtract:

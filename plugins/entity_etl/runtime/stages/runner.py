@@ -82,18 +82,15 @@ def run_stage(ctx: RunContext, stage: str) -> StageStats:
     try:
         with _lease(ctx) as keeper:
             held = keeper if isinstance(keeper, LeaseKeeper) else None
-            guard = held.check if held is not None else None
             fence = None
             if held is not None and stage in FENCED_STAGES:
                 fence = fencing.Fence(ctx.entity, held.epoch, held.owner, held.check)
-            return _run_recorded(ctx, stage, guard, fence)
+            return _run_recorded(ctx, stage, held, fence)
     except (LeaseHeldError, LeaseLostError) as exc:
         raise StageError(f"{ctx.entity}: {stage}: {exc}") from exc
 
 
-def _run_recorded(
-    ctx: RunContext, stage: str, guard: Callable[[], None] | None, fence: fencing.Fence | None
-) -> StageStats:
+def _run_recorded(ctx: RunContext, stage: str, held: LeaseKeeper | None, fence: fencing.Fence | None) -> StageStats:
     started = dt.datetime.now(dt.UTC)
     number = ctx.attempt
     name = record_name(ctx, stage)
@@ -118,7 +115,8 @@ def _run_recorded(
             )
         except StaleUpdateError as exc:
             raise StageError(f"{ctx.entity}: {name}: not started: {exc}") from exc
-    attempt = Attempt(resume=resume, lease_guard=guard, fence=fence, number=number)
+    guard = held.check if held is not None else None
+    attempt = Attempt(resume=resume, lease_guard=guard, fence=fence, number=number, lease=held)
     run = _StageRun(stage, name, number, started, how)
     t0 = time.perf_counter()
     try:
