@@ -277,3 +277,92 @@ def test_a_transient_renewal_error_is_retried_and_the_lease_kept(tmp_path: Path)
             time.sleep(0.05)
         keeper.check()
     assert store.renewals >= 3  # renewed again after the failed one
+
+
+class GatedStore(SqliteLeaseStore):
+    """A real SQLite lease store whose renewals wait for the test to open the gate: the keeper's thread
+    is held inside a renewal, as in a process frozen or a store that hangs, while others use the store."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        super().__init__(path)
+        self.waiting = threading.Event()
+        self.gate = threading.Event()
+
+    def renew(self, entity: str, owner: str, ttl_s: float) -> Lease:
+        self.waiting.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return super().renew(entity, owner, ttl_s)
+
+
+def take_after_expiry(store: LeaseStore, entity: str, owner: str, ttl_s: float) -> Lease:
+    """``owner`` takes the lease as soon as the current holder's has expired (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return store.acquire(entity, owner, ttl_s)
+        except LeaseHeldError:
+            assert time.monotonic() < deadline, "the lease never expired"
+            time.sleep(0.05)
+
+
+def stopped_keeper(keeper: LeaseKeeper) -> LeaseKeeper:
+    keeper._thread.join(timeout=30)
+    assert not keeper._thread.is_alive(), "the renewal thread did not stop on its own"
+    return keeper
+
+
+def test_a_lease_taken_over_by_another_run_is_lost_with_the_stores_message(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "run-A", ttl_s=1) as keeper:
+        assert store.waiting.wait(30)  # the first renewal hangs
+        other = take_after_expiry(store, "de", "run-B", ttl_s=600)
+        store.gate.set()  # ... and comes back after run-B took the lease
+        stopped_keeper(keeper)
+        assert isinstance(keeper.lost, LeaseLostError)
+        assert str(keeper.lost) == (
+            "de: this run (run-A) lost the entity lease: de: run-A no longer holds the entity lease"
+        )
+        with pytest.raises(LeaseLostError) as lost:
+            keeper.check()
+        assert lost.value is keeper.lost
+    assert store.holder("de") == other  # run-A's exit did not release run-B's lease
+
+
+def test_a_lease_taken_again_under_a_new_epoch_is_lost_naming_both_epochs(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "run-A", ttl_s=1) as keeper:
+        mine = keeper.epoch
+        assert store.waiting.wait(30)
+        other = take_after_expiry(store, "de", "run-B", ttl_s=600)
+        store.release("de", "run-B")
+        again = store.acquire("de", "run-A", ttl_s=600)  # run-A's owner id again, as a new holder
+        assert again.epoch > other.epoch > mine
+        store.gate.set()  # the hung renewal now succeeds, on the new holder's row
+        stopped_keeper(keeper)
+        assert isinstance(keeper.lost, LeaseLostError)
+        assert str(keeper.lost) == (
+            f"de: this run (run-A) lost the entity lease: it was taken again (epoch {again.epoch}, this run has {mine})"
+        )
+        with pytest.raises(LeaseLostError) as lost:
+            keeper.check()
+        assert lost.value is keeper.lost
+
+
+class FailingStore(SqliteLeaseStore):
+    """A real SQLite lease store whose renewals all fail as a lost network would."""
+
+    def renew(self, entity: str, owner: str, ttl_s: float) -> Lease:
+        raise ConnectionError("blip")
+
+
+def test_a_store_that_keeps_failing_loses_the_lease_naming_the_error(tmp_path: Path) -> None:
+    store = FailingStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "run-A", ttl_s=1) as keeper:
+        stopped_keeper(keeper)  # it gives up by itself once half the TTL has gone without a renewal
+        with pytest.raises(LeaseLostError) as lost:
+            keeper.check()
+    message = str(lost.value)
+    assert message.startswith("de: this run (run-A) lost the entity lease: not renewed for ")
+    assert message.endswith("s, over half its 1s TTL, so another run may soon take it (ConnectionError: blip)")
