@@ -211,6 +211,33 @@ def test_a_dynamodb_acquire_that_loses_every_race_gives_up_naming_the_holder(aws
     assert len(attempts) == 10
 
 
+def test_a_dynamodb_acquire_that_loses_every_race_for_a_free_row_says_contended(aws: Any) -> None:
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    store = DynamoLeaseStore("leases", client)
+    store.acquire("de", "old-run", ttl_s=60)
+    assert store.release("de", "old-run")  # a free row: nobody to name when the races are lost
+    rival = boto3.client("dynamodb")
+
+    def touch_in_between(**_: Any) -> None:
+        rival.update_item(
+            TableName="leases",
+            Key={"entity": {"S": "de"}},
+            UpdateExpression="SET expires_at = expires_at - :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", touch_in_between)
+    before = time.time()
+    with pytest.raises(
+        LeaseHeldError, match=r"^de: the entity lease is held by \(contended\) \(expires in 0s\)$"
+    ) as held:
+        store.acquire("de", "new-run", ttl_s=60)
+    holder = held.value.holder
+    assert (holder.entity, holder.owner, holder.epoch) == ("de", "(contended)", 0)
+    assert before <= holder.expires_at <= holder.acquired_at <= time.time()
+
+
 def test_open_lease_store_follows_etl_state_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ETL_STATE_DB", str(tmp_path / "state.db"))
     monkeypatch.delenv("ETL_STATE_STORE", raising=False)
