@@ -238,6 +238,21 @@ def test_a_dynamodb_acquire_that_loses_every_race_for_a_free_row_says_contended(
     assert before <= holder.expires_at <= holder.acquired_at <= time.time()
 
 
+def test_dynamodb_lease_reads_are_strongly_consistent(aws: Any) -> None:
+    """moto's reads are always consistent, so the request itself is checked: an eventually consistent
+    read could show a stale row (a wrong holder in messages, wasted conditional writes)."""
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    store = DynamoLeaseStore("leases", client)
+    reads: list[Any] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb.GetItem", lambda params, **_: reads.append(dict(params))
+    )
+    store.acquire("de", "run-A", ttl_s=60)
+    assert store.holder("de") is not None
+    assert len(reads) == 2 and all(read.get("ConsistentRead") is True for read in reads), reads
+
+
 def test_open_lease_store_follows_etl_state_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ETL_STATE_DB", str(tmp_path / "state.db"))
     monkeypatch.delenv("ETL_STATE_STORE", raising=False)
