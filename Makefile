@@ -17,7 +17,7 @@ help:
 	@echo "make test   - lint, type-check and run every test (starts its own MariaDB and moto servers), then test-deploy"
 	@echo "make test-unit - lint, type-check and the unit tests only (pytest -m \"not integration\": no MariaDB, moto, Airflow processes or Docker)"
 	@echo "make test-deploy - the deploy suite alone: the job image built and run on a real Docker engine, MWAA's package set"
-	@echo "make mutation [MUTANTS=globs] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
+	@echo "make mutation [MUTANTS=globs] [MUTATION_TESTS=tests] - mutmut over chunks, lease, the codec, dedupe/load_target (slow; not CI)"
 	@echo "make bench  - DagBag load time vs dag-factory, the 2M-row MariaDB ETL pipeline (bench-etl), the survey benches"
 	@echo "make bench-peers [PEERS_ROWS=2000000] - the pipeline against Sling and dlt (own venv in .bench/peers-venv), targets checked exactly"
 	@echo "make bench-chaos [CHAOS_ROWS=1000000] - stage kills, server crashes and lease takeovers on MariaDB, target checked exactly"
@@ -143,8 +143,25 @@ bench-entities-page: venv
 MUTANTS ?= entity_etl.runtime.chunks.* entity_etl.runtime.lease.* entity_etl.runtime.csv_codec.* \
 	entity_etl.runtime.stages.dedupe.* entity_etl.runtime.stages.load_target.* \
 	entity_etl.runtime.databases.base.x_replaces*
+# Replaces pytest_add_cli_args_test_selection in the copied pyproject.toml (argv: the file, the tests).
+define MUTATION_SELECT
+import json, re, shlex, sys
+path, tests = sys.argv[1], ["-m", "not mariadb", *shlex.split(sys.argv[2])]
+text = open(path).read()
+line = "pytest_add_cli_args_test_selection = " + json.dumps(tests)
+text, n = re.subn(r"(?ms)^pytest_add_cli_args_test_selection = \[.*?^\]", lambda _: line, text)
+if n != 1:
+    sys.exit(f"{path}: no pytest_add_cli_args_test_selection in [tool.mutmut] to replace")
+open(path, "w").write(text)
+print("mutmut test selection:", " ".join(tests))
+endef
+export MUTATION_SELECT
+# MUTATION_TESTS: test files or node ids (space-separated) that replace [tool.mutmut]'s test selection in
+# the copy, e.g. MUTATION_TESTS='tests/test_lease.py tests/test_state_stores.py'; `-m "not mariadb"` stays.
+MUTATION_TESTS ?=
 mutation: venv
 	@rm -rf .mutmut && mkdir .mutmut && cp -r tests pyproject.toml .mutmut/ && cp -r plugins .mutmut/src
+	@if [ -n "$(strip $(MUTATION_TESTS))" ]; then python3 -c "$$MUTATION_SELECT" .mutmut/pyproject.toml '$(MUTATION_TESTS)'; fi
 	@cd .mutmut && $(UV) run --project $(CURDIR) --frozen --all-extras \
 	  --with mutmut mutmut run $(MUTANTS); \
 	  $(UV) run --project $(CURDIR) --frozen --all-extras --with mutmut mutmut results

@@ -5,6 +5,7 @@ test_state_stores.py and test_lease_concurrency.py; these close the gaps mutatio
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,43 @@ def test_a_sqlite_lease_table_from_before_epochs_gains_the_column(tmp_path: Path
     assert store.renew("de", "old-run", ttl_s=60).epoch == 0  # a run in flight during the upgrade
     assert store.release("de", "old-run")
     assert store.acquire("de", "new-run", ttl_s=60).epoch > 0
+    reopened = SqliteLeaseStore(path)  # the next process opens the upgraded table: nothing to add again
+    assert reopened.holder("de").owner == "new-run"  # type: ignore[union-attr]
+
+
+def test_a_new_holders_epoch_grows_also_when_the_clock_went_back(lease_store: LeaseStore, clock: Clock) -> None:
+    first = lease_store.acquire("de", "run-A", ttl_s=1)
+    assert lease_store.release("de", "run-A")
+    clock.now -= 3_600  # an NTP step back: the clock in ms is now below the epoch handed out
+    second = lease_store.acquire("de", "run-B", ttl_s=60)
+    assert second.epoch == first.epoch + 1
+
+
+def test_a_sqlite_acquire_waits_for_another_writer_instead_of_failing(tmp_path: Path) -> None:
+    """The store's connections wait up to 30 s for SQLite's write lock (sqlite3's default is 5 s): a
+    writer that holds it for 10 s delays an acquire, it does not fail it with "database is locked"."""
+    store = SqliteLeaseStore(tmp_path / "leases.db")
+    writer = sqlite3.connect(tmp_path / "leases.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    calling = threading.Event()
+    result: list[object] = []
+
+    def acquire() -> None:
+        calling.set()
+        try:
+            result.append(store.acquire("de", "run-A", ttl_s=60))
+        except Exception as exc:  # reported by the assertion below
+            result.append(exc)
+
+    thread = threading.Thread(target=acquire)
+    thread.start()
+    assert calling.wait(30)
+    time.sleep(10)  # past sqlite3's 5 s default, well inside the store's 30 s
+    writer.execute("COMMIT")
+    writer.close()
+    thread.join(timeout=60)
+    assert len(result) == 1 and isinstance(result[0], Lease), result
+    assert result[0].owner == "run-A"
 
 
 def test_the_sqlite_store_creates_missing_parent_folders(tmp_path: Path) -> None:
@@ -171,6 +209,48 @@ def test_a_dynamodb_acquire_that_loses_every_race_gives_up_naming_the_holder(aws
     with pytest.raises(LeaseHeldError, match=r"^de: the entity lease is held by dead-worker \(expires in 0s\)$"):
         store.acquire("de", "new-run", ttl_s=60)
     assert len(attempts) == 10
+
+
+def test_a_dynamodb_acquire_that_loses_every_race_for_a_free_row_says_contended(aws: Any) -> None:
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    store = DynamoLeaseStore("leases", client)
+    store.acquire("de", "old-run", ttl_s=60)
+    assert store.release("de", "old-run")  # a free row: nobody to name when the races are lost
+    rival = boto3.client("dynamodb")
+
+    def touch_in_between(**_: Any) -> None:
+        rival.update_item(
+            TableName="leases",
+            Key={"entity": {"S": "de"}},
+            UpdateExpression="SET expires_at = expires_at - :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", touch_in_between)
+    before = time.time()
+    with pytest.raises(
+        LeaseHeldError, match=r"^de: the entity lease is held by \(contended\) \(expires in 0s\)$"
+    ) as held:
+        store.acquire("de", "new-run", ttl_s=60)
+    holder = held.value.holder
+    assert (holder.entity, holder.owner, holder.epoch) == ("de", "(contended)", 0)
+    assert before <= holder.expires_at <= holder.acquired_at <= time.time()
+
+
+def test_dynamodb_lease_reads_are_strongly_consistent(aws: Any) -> None:
+    """moto's reads are always consistent, so the request itself is checked: an eventually consistent
+    read could show a stale row (a wrong holder in messages, wasted conditional writes)."""
+    client = boto3.client("dynamodb")
+    client.create_table(**DynamoLeaseStore.table_definition("leases"))
+    store = DynamoLeaseStore("leases", client)
+    reads: list[Any] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb.GetItem", lambda params, **_: reads.append(dict(params))
+    )
+    store.acquire("de", "run-A", ttl_s=60)
+    assert store.holder("de") is not None
+    assert len(reads) == 2 and all(read.get("ConsistentRead") is True for read in reads), reads
 
 
 def test_open_lease_store_follows_etl_state_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -277,3 +357,134 @@ def test_a_transient_renewal_error_is_retried_and_the_lease_kept(tmp_path: Path)
             time.sleep(0.05)
         keeper.check()
     assert store.renewals >= 3  # renewed again after the failed one
+
+
+class GatedStore(SqliteLeaseStore):
+    """A real SQLite lease store whose renewals wait for the test to open the gate: the keeper's thread
+    is held inside a renewal, as in a process frozen or a store that hangs, while others use the store."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.waiting = threading.Event()
+        self.gate = threading.Event()
+
+    def renew(self, entity: str, owner: str, ttl_s: float) -> Lease:
+        self.renewing_thread = threading.current_thread()
+        self.waiting.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return super().renew(entity, owner, ttl_s)
+
+
+def take_after_expiry(store: LeaseStore, entity: str, owner: str, ttl_s: float) -> Lease:
+    """``owner`` takes the lease as soon as the current holder's has expired (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return store.acquire(entity, owner, ttl_s)
+        except LeaseHeldError:
+            assert time.monotonic() < deadline, "the lease never expired"
+            time.sleep(0.05)
+
+
+def stopped_keeper(keeper: LeaseKeeper) -> LeaseKeeper:
+    keeper._thread.join(timeout=30)
+    assert not keeper._thread.is_alive(), "the renewal thread did not stop on its own"
+    return keeper
+
+
+def test_a_lease_taken_over_by_another_run_is_lost_with_the_stores_message(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "run-A", ttl_s=1) as keeper:
+        assert store.waiting.wait(30)  # the first renewal hangs
+        other = take_after_expiry(store, "de", "run-B", ttl_s=600)
+        store.gate.set()  # ... and comes back after run-B took the lease
+        stopped_keeper(keeper)
+        assert isinstance(keeper.lost, LeaseLostError)
+        assert str(keeper.lost) == (
+            "de: this run (run-A) lost the entity lease: de: run-A no longer holds the entity lease"
+        )
+        with pytest.raises(LeaseLostError) as lost:
+            keeper.check()
+        assert lost.value is keeper.lost
+    assert store.holder("de") == other  # run-A's exit did not release run-B's lease
+
+
+def test_a_lease_taken_again_under_a_new_epoch_is_lost_naming_both_epochs(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "run-A", ttl_s=1) as keeper:
+        mine = keeper.epoch
+        assert store.waiting.wait(30)
+        other = take_after_expiry(store, "de", "run-B", ttl_s=600)
+        store.release("de", "run-B")
+        again = store.acquire("de", "run-A", ttl_s=600)  # run-A's owner id again, as a new holder
+        assert again.epoch > other.epoch > mine
+        store.gate.set()  # the hung renewal now succeeds, on the new holder's row
+        stopped_keeper(keeper)
+        assert isinstance(keeper.lost, LeaseLostError)
+        assert str(keeper.lost) == (
+            f"de: this run (run-A) lost the entity lease: it was taken again (epoch {again.epoch}, this run has {mine})"
+        )
+        with pytest.raises(LeaseLostError) as lost:
+            keeper.check()
+        assert lost.value is keeper.lost
+
+
+class FailingStore(SqliteLeaseStore):
+    """A real SQLite lease store whose renewals all fail as a lost network would."""
+
+    def renew(self, entity: str, owner: str, ttl_s: float) -> Lease:
+        raise ConnectionError("blip")
+
+
+def test_a_store_that_keeps_failing_loses_the_lease_naming_the_error(tmp_path: Path) -> None:
+    store = FailingStore(tmp_path / "leases.db")
+    with LeaseKeeper(store, "de", "run-A", ttl_s=1) as keeper:
+        stopped_keeper(keeper)  # it gives up by itself once half the TTL has gone without a renewal
+        with pytest.raises(LeaseLostError) as lost:
+            keeper.check()
+    message = str(lost.value)
+    assert message.startswith("de: this run (run-A) lost the entity lease: not renewed for ")
+    assert message.endswith("s, over half its 1s TTL, so another run may soon take it (ConnectionError: blip)")
+
+
+def test_a_keeper_not_entered_yet_has_no_lease_and_is_not_lost(tmp_path: Path) -> None:
+    keeper = LeaseKeeper(SqliteLeaseStore(tmp_path / "leases.db"), "de", "run-A", ttl_s=60)
+    assert keeper.lease is None and keeper.epoch == 0
+    keeper.check()  # its half-TTL clock starts now
+
+
+class RecordingEvent(threading.Event):
+    """The keeper's stop event, recording how long the renewal thread waits between renewals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        return super().wait(timeout)
+
+
+def test_the_renewal_runs_every_quarter_ttl_on_a_daemon_thread_named_for_the_entity(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "leases.db")
+    keeper = LeaseKeeper(store, "de", "run-A", ttl_s=2)
+    keeper._stop = stop = RecordingEvent()
+    with keeper:
+        assert store.waiting.wait(30)
+        store.gate.set()
+    assert stop.timeouts[0] == 0.5  # a quarter of the 2 s TTL
+    # a hung renewal must not keep the process alive at exit; the thread is found by its name
+    assert (store.renewing_thread.name, store.renewing_thread.daemon) == ("lease-de", True)
+
+
+def test_leaving_the_keeper_does_not_wait_for_a_hung_renewal(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "leases.db")
+    keeper = LeaseKeeper(store, "de", "run-A", ttl_s=1).__enter__()
+    assert store.waiting.wait(30)  # the renewal hangs
+    left = threading.Thread(target=keeper.__exit__, args=(None, None, None))
+    left.start()
+    left.join(timeout=30)  # the keeper waits 5 s for its thread, then leaves it (a daemon)
+    returned = not left.is_alive()
+    store.gate.set()
+    assert returned, "__exit__ waited for the hung renewal"
+    assert store.holder("de") is None  # released on the way out
