@@ -1,7 +1,7 @@
 """Entity Assets through a real Airflow 3 (``deploy/local/airflow_local.py``: api-server, scheduler,
 dag-processor, triggerer on SQLite).
 
-``etl_de``'s ``publish_loaded`` declares the outlet ``Asset("entity-etl://de/company_de")``. A test DAG
+``etl_de``'s ``publish_loaded`` declares the outlet ``Asset("x-entity-etl://de/company_de")``. A test DAG
 scheduled on that Asset (``tests/asset_dags/de_loaded_consumer.py``) must be started by the scheduler from
 the asset event of an ``etl_de`` run triggered over the REST API, and see that run's figures in the event's
 ``extra``; the "entity loaded" JSON event (the local outbox on the embedded default, SQS on AWS) stays.
@@ -36,7 +36,7 @@ from support.entity_files import ROOT
 pytestmark = pytest.mark.slow
 
 CONSUMER = "de_loaded_consumer"
-URI = "entity-etl://de/company_de"
+URI = "x-entity-etl://de/company_de"
 
 
 @pytest.fixture(scope="module")

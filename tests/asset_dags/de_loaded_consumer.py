@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, task
 
-COMPANY_DE = Asset("entity-etl://de/company_de")
+COMPANY_DE = Asset("x-entity-etl://de/company_de")
 
 with DAG(
     dag_id="de_loaded_consumer",

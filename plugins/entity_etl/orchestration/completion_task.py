@@ -1,7 +1,7 @@
 """The task after ``load_target``: publish the "entity loaded" completion event for downstream systems.
 
 Two channels: the JSON event on SQS (or the local outbox) for systems outside Airflow, and, when the
-task knows the entity's target table, an Airflow Asset event on ``entity-etl://<entity>/<table>``
+task knows the entity's target table, an Airflow Asset event on ``x-entity-etl://<entity>/<table>``
 (``entity_asset.py``) for downstream DAGs.
 """
 

@@ -1,11 +1,11 @@
 """The Airflow Asset of an entity's target table, for downstream DAGs to schedule on.
 
-``publish_loaded`` declares ``Asset("entity-etl://<entity>/<target table>")`` as its outlet and, after a
+``publish_loaded`` declares ``Asset("x-entity-etl://<entity>/<target table>")`` as its outlet and, after a
 successful load, annotates the asset event with the run's figures (:func:`asset_extra`). A downstream DAG
 schedules on the same URI::
 
     from airflow.sdk import DAG, Asset
-    with DAG("report_de", schedule=Asset("entity-etl://de/company_de"), ...):
+    with DAG("report_de", schedule=Asset("x-entity-etl://de/company_de"), ...):
         ...  # context["triggering_asset_events"][asset][-1].extra is asset_extra()'s dict
 
 The asset's name is its URI (Airflow's default), so a consumer's ``Asset(uri)`` is the same asset.
@@ -18,11 +18,13 @@ from typing import Any
 
 from airflow.sdk import Asset
 
-ASSET_SCHEME = "entity-etl"
+#: ``x-``: a custom scheme Airflow does not normalise. Any other scheme makes ``Asset()`` load every
+#: provider's URI handlers at parse time (amazon's S3 hook, boto3), which a DAG-file parse must not do.
+ASSET_SCHEME = "x-entity-etl"
 
 
 def entity_asset_uri(entity: str, target_table: str) -> str:
-    """``entity-etl://<entity>/<target table>``, e.g. ``entity-etl://de/company_de``."""
+    """``x-entity-etl://<entity>/<target table>``, e.g. ``x-entity-etl://de/company_de``."""
     return f"{ASSET_SCHEME}://{entity}/{target_table}"
 
 
