@@ -1,0 +1,110 @@
+"""load_target resumed in-process after a fault between a chunk's commit and its checkpoint.
+
+``test_resume.py`` kills ``etlctl`` children at fail points; a child runs the code as installed, so
+mutation testing (README "Mutation testing") cannot see what those runs check. This suite raises at
+the same fail points inside the test process (``ETL_FAILPOINTS=...=raise``), on SQLite and MariaDB,
+and checks what the retry resumes: the chunk ranges and ids of its checkpoints, its plan line, its
+statistics, and the exact target.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from entity_etl.runtime import failpoints
+from entity_etl.runtime.run_store import open_run_store
+from entity_etl.runtime.stages import StageError, run_stage
+from support.entity_files import make_include, write_entity
+from support.kv_entity import DAY_A, DAY_B, SQL, Backend, backend, ts
+from support.pipeline import context
+
+__all__ = ["backend"]  # the SQLite / MariaDB fixture of kv_entity.py
+
+# The kv entity with target chunks of 1,000 rows (the least allowed): 2,500 staged rows are the chunks
+# [1,1001) [1001,2001) [2001,3001).
+ENTITY = """\
+entity: kv
+schedule: "@daily"
+start_date: 2026-01-01
+source: {conn_id: kv_src, extract_sql: kv/extract.sql, chunk_rows: 1000}
+staging: {table: stg_kv}
+target: {conn_id: kv_tgt, table: kv_company, chunk_rows: 1000}
+columns:
+  - {name: id, type: string(20), target: company_id}
+  - {name: val, type: string(50), target: label}
+  - {name: v, type: integer, target: version}
+  - {name: sector, type: string(50)}
+  - {name: sector2, type: string(50)}
+dedupe: {key: [id], keep: last, order_by: v}
+"""
+ROWS = [(f"K{i:04d}", f"label {i}", i, "s", "t", ts(DAY_A, i // 2)) for i in range(2500)]
+
+
+def _staged(backend: Backend, start: int, end: int) -> int:
+    """Staged rows with a row id in ``[start, end)``, counted apart from the stage's own statements."""
+    return int(backend.sql(f"SELECT COUNT(*) FROM stg_kv WHERE _etl_row >= {start} AND _etl_row < {end}")[0][0])
+
+
+def _fail_at(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    monkeypatch.setenv(failpoints.ENV, spec)
+    failpoints.reload()
+
+
+@pytest.mark.parametrize("point", ["load_target.chunk_committed", "load_target.chunk_written"])
+def test_a_retry_resumes_after_the_last_checkpointed_chunk(
+    backend: Backend,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    point: str,
+) -> None:
+    include = make_include(tmp_path)
+    write_entity(include, "kv", ENTITY, SQL)
+    backend.add_source(ROWS)
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
+        run_stage(ctx, stage)
+
+    _fail_at(monkeypatch, f"{point}=raise@2")  # the second chunk: written (or committed), no checkpoint
+    try:
+        with pytest.raises((failpoints.InjectedFault, StageError), match=point.replace(".", r"\.")):
+            run_stage(ctx, "load_target")
+    finally:
+        monkeypatch.delenv(failpoints.ENV)
+        failpoints.reload()
+    done = open_run_store().checkpoints("kv", "r1", "load_target")
+    assert [(c.chunk, c.data["start"], c.data["end"], c.data["written"]) for c in done] == [
+        ("000000", 1, 1001, _staged(backend, 1, 1001))
+    ]
+
+    caplog.set_level(logging.INFO)
+    stats = run_stage(ctx, "load_target")
+    interval = "source interval 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z"
+    plan = [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
+    assert plan == [f"kv: load_target: plan: 2 chunk(s) to do, 1 resumed (done before), 3 in all; {interval}"]
+    done = open_run_store().checkpoints("kv", "r1", "load_target")
+    assert [(c.chunk, c.data["start"], c.data["end"], c.data["written"], c.data["kept"]) for c in done] == [
+        ("000000", 1, 1001, _staged(backend, 1, 1001), 0),
+        ("000001", 1001, 2001, _staged(backend, 1001, 2001), 0),
+        ("000002", 2001, 3001, _staged(backend, 2001, 3001), 0),
+    ]
+    assert sum(c.data["written"] for c in done) == 2500
+    assert stats.rows_out == 2500  # this attempt's two chunks and the checkpointed one
+    assert stats.details["chunks"] == 3 and stats.details["resumed_chunks"] == 1
+    assert stats.details["target_rows"] == 2500
+    assert backend.target() == {r[0]: (r[1], r[2], r[3], r[4]) for r in ROWS}
+
+
+def test_a_first_attempt_numbers_its_chunks_from_zero(backend: Backend, tmp_path: Path) -> None:
+    include = make_include(tmp_path)
+    write_entity(include, "kv", ENTITY, SQL)
+    backend.add_source(ROWS[:1500])
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe", "load_target"):
+        stats = run_stage(ctx, stage)
+    done = open_run_store().checkpoints("kv", "r1", "load_target")
+    assert [(c.chunk, c.data["start"], c.data["end"]) for c in done] == [("000000", 1, 1001), ("000001", 1001, 2001)]
+    assert stats.details["resumed_chunks"] == 0 and stats.rows_out == 1500
