@@ -81,6 +81,7 @@ def test_a_retry_resumes_after_the_last_checkpointed_chunk(
     ]
 
     caplog.set_level(logging.INFO)
+    caplog.clear()  # the failed attempt's lines too, where an earlier test left the logger at INFO
     stats = run_stage(ctx, "load_target")
     interval = "source interval 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z"
     plan = [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
