@@ -21,7 +21,7 @@ import boto3
 import pytest
 
 from entity_etl.cli import build_parser, main
-from entity_etl.runtime.lease import DynamoLeaseStore, Lease, LeaseStore, SqliteLeaseStore
+from entity_etl.runtime.lease import Lease, LeaseStore, SqliteLeaseStore
 from entity_etl.runtime.lease_takeover import take_over_dead, why_gone
 from entity_etl.runtime.run_store import (
     DynamoRunStore,
@@ -32,7 +32,10 @@ from entity_etl.runtime.run_store import (
     default_state_path,
 )
 from support.entity_files import make_include, write_entity
+from support.lease_stores import lease_store
 from support.pipeline import etlctl_run_stage
+
+__all__ = ["lease_store"]  # the SQLite / DynamoDB fixture of support/lease_stores.py
 
 HOST = socket.gethostname()
 
@@ -51,17 +54,6 @@ def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunSto
     client.create_table(**DynamoRunStore.table_definition("runs"))
     client.meta.events.register("before-call.dynamodb.Scan", forbid_scan)
     yield DynamoRunStore("runs", client)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
-def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
-    if request.param == "sqlite":
-        yield SqliteLeaseStore(tmp_path / "state.db")
-        return
-    request.getfixturevalue("aws")
-    client = boto3.client("dynamodb")
-    client.create_table(**DynamoLeaseStore.table_definition("leases"))
-    yield DynamoLeaseStore("leases", client)
 
 
 def rec(stage: str, status: str, attempt: int, started: str, **kw: Any) -> StageRecord:

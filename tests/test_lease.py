@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,9 @@ from entity_etl.runtime.lease import (
     next_epoch,
     open_lease_store,
 )
+from support.lease_stores import lease_store
+
+__all__ = ["lease_store"]  # the SQLite / DynamoDB fixture of support/lease_stores.py
 
 
 class Clock:
@@ -49,17 +51,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(lease_module, "time", clock)
     return clock
-
-
-@pytest.fixture(params=["sqlite", "dynamodb"])
-def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
-    if request.param == "sqlite":
-        yield SqliteLeaseStore(tmp_path / "state.db")
-        return
-    request.getfixturevalue("aws")
-    client = boto3.client("dynamodb")
-    client.create_table(**DynamoLeaseStore.table_definition("leases"))
-    yield DynamoLeaseStore("leases", client)
 
 
 def test_describe_names_the_owner_and_the_whole_seconds_left(clock: Clock) -> None:

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 import entity_etl.runtime.lease as lease_module
-from entity_etl.runtime.lease import DynamoLeaseStore, LeaseHeldError, LeaseLostError, LeaseStore, SqliteLeaseStore
+from entity_etl.runtime.lease import LeaseHeldError, LeaseLostError, LeaseStore
 from entity_etl.runtime.run_store import (
     Checkpoint,
     DynamoRunStore,
@@ -23,6 +23,9 @@ from entity_etl.runtime.run_store import (
     StageRecord,
     StaleUpdateError,
 )
+from support.lease_stores import lease_store
+
+__all__ = ["lease_store"]  # the SQLite / DynamoDB fixture of support/lease_stores.py
 
 
 class ScanForbidden(AssertionError):
@@ -47,17 +50,6 @@ def run_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunSto
     # hook before it sends the request, so a Scan never reaches moto).
     client.meta.events.register("before-call.dynamodb.Scan", forbid_scan)
     yield DynamoRunStore("runs", client)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.moto)])
-def lease_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
-    if request.param == "sqlite":
-        yield SqliteLeaseStore(tmp_path / "state.db")
-        return
-    request.getfixturevalue("aws")
-    client = boto3.client("dynamodb")
-    client.create_table(**DynamoLeaseStore.table_definition("leases"))
-    yield DynamoLeaseStore("leases", client)
 
 
 def rec(stage: str, status: str, attempt: int = 1, run: str = "r1", entity: str = "de", **kw: object) -> StageRecord:
