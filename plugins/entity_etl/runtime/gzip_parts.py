@@ -1,8 +1,8 @@
 """The gzip writer for extract parts: ISA-L (``isal.igzip``) at level 1 when it is installed, else zlib.
 
 Both write the same format (RFC 1952, one member, ``mtime=0``), read by Python's ``gzip`` and by the load
-path. On the bench's 2M-row CSV, ISA-L's level 1 took 0.18x the CPU of zlib's level 1 and wrote 0.91x
-the bytes (bench/gzip_backends.py, bench/README.md). The output bytes differ between the backends; what they
+path. ISA-L's level 1 takes less CPU than zlib's and writes fewer bytes (figures: bench/gzip_backends.py,
+bench/README.md). The output bytes differ between the backends; what they
 decompress to does not.
 """
 
