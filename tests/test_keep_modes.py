@@ -169,3 +169,13 @@ def test_the_target_guard_and_dedupe_agree_on_ties_and_nulls(keep: str, backend:
     ctx = context(include, "kv", tmp_path / "store", run_id="all", start=DAY_A, end=DAY_A + dt.timedelta(days=7))
     run_all(ctx)
     assert backend.target() == one_by_one
+
+
+@pytest.mark.parametrize("keep", ["first", "last"])
+def test_the_order_guard_refuses_a_keep_mode_without_an_order(keep: str) -> None:
+    """``first``/``last`` have no ``order_by`` to compare: asking for their guard is a programming error,
+    named in the message."""
+    from entity_etl.runtime.databases.base import replaces
+
+    with pytest.raises(ValueError, match=rf"^keep {keep!r} has no order guard$"):
+        replaces("incoming.v", "existing.v", keep)

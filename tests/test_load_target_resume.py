@@ -9,6 +9,7 @@ statistics, and the exact target.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -109,3 +110,69 @@ def test_a_first_attempt_numbers_its_chunks_from_zero(backend: Backend, tmp_path
     done = open_run_store().checkpoints("kv", "r1", "load_target")
     assert [(c.chunk, c.data["start"], c.data["end"]) for c in done] == [("000000", 1, 1001), ("000001", 1001, 2001)]
     assert stats.details["resumed_chunks"] == 0 and stats.rows_out == 1500
+
+
+@pytest.mark.parametrize(("rows", "chunks"), [(1000, 1), (2000, 2), (2001, 3)])
+def test_the_plan_line_counts_the_chunks_exactly(
+    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture, rows: int, chunks: int
+) -> None:
+    """The plan line's count is the number of chunks the stage then upserts. On SQLite the row ids are
+    1..rows, so chunks of 1,000 give exactly ``chunks``: a whole last chunk is not counted twice, a
+    partial one is counted. MariaDB's auto-increment may leave gaps between the parts' ids, so there
+    only the first rule is checked."""
+    include = make_include(tmp_path)
+    write_entity(include, "kv", ENTITY, SQL)
+    backend.add_source(ROWS[:rows])
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
+        run_stage(ctx, stage)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    stats = run_stage(ctx, "load_target")
+    done = len(open_run_store().checkpoints("kv", "r1", "load_target"))
+    if backend.kind == "sqlite":
+        assert done == chunks
+    plan = [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
+    assert plan == [
+        f"kv: load_target: plan: {done} chunk(s) to do, 0 resumed (done before), {done} in all; "
+        "source interval 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z"
+    ]
+    assert stats.details["chunks"] == done and stats.rows_out == rows
+
+
+def test_a_retry_after_the_last_checkpoint_plans_no_chunk(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault after every chunk is checkpointed (here: counting the target's rows at the end): the retry
+    has nothing left to upsert and says so (the last chunk's end, 3001, is past the last row id, 2500)."""
+    # The module, not the function that entity_etl.runtime.stages exports under the same name.
+    load_target = importlib.import_module("entity_etl.runtime.stages.load_target")
+    include = make_include(tmp_path)
+    write_entity(include, "kv", ENTITY, SQL)
+    backend.add_source(ROWS)
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
+        run_stage(ctx, stage)
+    real_count = load_target.count_rows
+    faults = []
+
+    def count_rows_failing_once(db: object, table: str) -> int:
+        if table == "kv_company" and not faults:
+            faults.append(table)
+            raise failpoints.InjectedFault("after the last checkpoint")
+        return real_count(db, table)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(load_target, "count_rows", count_rows_failing_once)
+    with pytest.raises((failpoints.InjectedFault, StageError), match="after the last checkpoint"):
+        run_stage(ctx, "load_target")
+    assert len(open_run_store().checkpoints("kv", "r1", "load_target")) == 3
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    stats = run_stage(ctx, "load_target")
+    plan = [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
+    assert plan == [
+        "kv: load_target: plan: 0 chunk(s) to do, 3 resumed (done before), 3 in all; "
+        "source interval 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z"
+    ]
+    assert stats.rows_out == 2500 and stats.details["resumed_chunks"] == 3
+    assert backend.target() == {r[0]: (r[1], r[2], r[3], r[4]) for r in ROWS}

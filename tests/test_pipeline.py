@@ -52,16 +52,21 @@ def source_rows() -> list[tuple[str, str, str | None, str]]:
     return rows
 
 
-def expected_target() -> dict[str, tuple[str, str | None, str]]:
-    """The target computed independently of the pipeline: newest per id, translated, sanitized."""
+def newest_in_interval() -> dict[str, tuple[str, str, str | None, str]]:
+    """The newest source row per id within the run's interval, computed apart from the pipeline."""
     newest: dict[str, tuple[str, str, str | None, str]] = {}
     for row in source_rows():
         if not (START.strftime("%Y-%m-%d %H:%M:%S") <= row[3] < END.strftime("%Y-%m-%d %H:%M:%S")):
             continue
         if row[0] not in newest or row[3] > newest[row[0]][3]:
             newest[row[0]] = row
+    return newest
+
+
+def expected_target() -> dict[str, tuple[str, str | None, str]]:
+    """The target computed independently of the pipeline: newest per id, translated, sanitized."""
     out = {}
-    for key, (_, name, sector, ts) in newest.items():
+    for key, (_, name, sector, ts) in newest_in_interval().items():
         translated = ENGLISH.get(sector.strip(), sector) if sector and sector.strip() in ENGLISH else sector
         if sector == " Baugewerbe ":
             translated = " Baugewerbe "  # the glossary knows "Baugewerbe", not " Baugewerbe "
@@ -112,6 +117,25 @@ def test_full_run_on_sqlite(include: Path, sqlite_dbs: tuple[Path, Path], tmp_pa
     assert stats["translate"].details["untranslated"] == 3  # " Baugewerbe ", "", "Unbekannt"
     assert all(s.duration_s >= 0 and s.started_at <= s.finished_at for s in stats.values())
     assert stats["extract"].bytes > 0
+
+
+def test_upper_and_lower_sanitizers_on_sqlite(sqlite_dbs: tuple[Path, Path], tmp_path: Path) -> None:
+    """``upper`` and ``lower`` (each after ``trim`` or before it) reach the target; ASCII values, since
+    SQLite's UPPER/LOWER change ASCII letters only."""
+    include = make_include(tmp_path)
+    entity = (
+        ENTITY.replace("sanitize: [trim]}", "sanitize: [trim, upper]}")
+        .replace("sanitize: [trim, null_if_empty]}", "sanitize: [lower, trim]}")
+        .replace("translate: {enabled: true, columns: [sector], source_language: de}\n", "")
+    )
+    write_entity(include, "acme", entity, SQL)
+    run_all(context(include, "acme", tmp_path / "store"))
+    expected = {
+        key: (name.strip().upper(), None if sector is None else sector.lower().strip(), ts)
+        for key, (_, name, sector, ts) in newest_in_interval().items()
+    }
+    assert sqlite_target(sqlite_dbs[1]) == expected
+    assert {v[1] for v in expected.values()} == {"maschinenbau", "einzelhandel", "baugewerbe", "", None, "unbekannt"}
 
 
 def test_every_stage_rerun_is_idempotent(include: Path, sqlite_dbs: tuple[Path, Path], tmp_path: Path) -> None:
