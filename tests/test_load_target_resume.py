@@ -176,3 +176,64 @@ def test_a_retry_after_the_last_checkpoint_plans_no_chunk(
     ]
     assert stats.rows_out == 2500 and stats.details["resumed_chunks"] == 3
     assert backend.target() == {r[0]: (r[1], r[2], r[3], r[4]) for r in ROWS}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "table"),
+    [
+        (
+            "target: {conn_id: kv_tgt, table: kv_company, chunk_rows: 1000}",
+            "target: {conn_id: kv_tgt, table: kv_company, chunk_rows: 2000}",
+            "kv_company",
+        ),
+        (
+            "target: {conn_id: kv_tgt, table: kv_company, chunk_rows: 1000}",
+            "target: {conn_id: kv_tgt, table: kv_other, chunk_rows: 1000}",
+            "kv_other",
+        ),
+        (
+            "{name: val, type: string(50), target: label}",
+            "{name: val, type: string(50), target: label, sanitize: [upper]}",
+            "kv_company",
+        ),
+    ],
+    ids=["chunk_rows", "target_table", "sanitizer"],
+)
+def test_a_retry_under_a_changed_entity_file_starts_afresh(
+    backend: Backend,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    old: str,
+    new: str,
+    table: str,
+) -> None:
+    """The entity file edited between a failed attempt and its retry (target chunk size, target table, a
+    sanitizer): the checkpoints of the old plan are not reused, so no chunk is skipped under the new one."""
+    include = make_include(tmp_path)
+    write_entity(include, "kv", ENTITY, SQL)
+    backend.add_source(ROWS)
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
+        run_stage(ctx, stage)
+    _fail_at(monkeypatch, "load_target.chunk_committed=raise@2")
+    try:
+        with pytest.raises((failpoints.InjectedFault, StageError)):
+            run_stage(ctx, "load_target")
+    finally:
+        monkeypatch.delenv(failpoints.ENV)
+        failpoints.reload()
+    assert len(open_run_store().checkpoints("kv", "r1", "load_target")) == 1
+
+    assert old in ENTITY
+    write_entity(include, "kv", ENTITY.replace(old, new), SQL)
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    stats = run_stage(ctx, "load_target")
+    plan = [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
+    assert len(plan) == 1 and ", 0 resumed (done before)," in plan[0], plan
+    assert stats.rows_out == 2500 and stats.details["resumed_chunks"] == 0
+    label = str.upper if "upper" in new else str
+    rows = backend.sql(f"SELECT company_id, label, version FROM {table}")
+    assert {r[0]: (r[1], r[2]) for r in rows} == {r[0]: (label(r[1]), r[2]) for r in ROWS}

@@ -181,6 +181,7 @@ def test_translate_runs_again_on_a_reloaded_staging_and_load_target_waits_for_it
     run_stage(ctx, "load_staging")  # reloaded: German again
     message = _refused(ctx, "load_target", "was reloaded")
     assert "translate and dedupe did not run on it" in message
+    assert "run translate, dedupe again first" in message
     stats = run_stage(ctx, "translate")
     assert "rerun" not in stats.details and stats.rows_out == 3
     _refused(ctx, "load_target", "dedupe did not run on it")
