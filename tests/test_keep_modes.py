@@ -132,6 +132,10 @@ def test_each_keep_mode_keeps_the_documented_row_through_dedupe_load_and_a_secon
         assert [lb for k, lb in before if k == key] == [lb for k, lb, _ in RUN_1 if k == key], key
     assert sorted(after) == sorted(survivors_1.items())
     assert stats["dedupe"].duplicates_removed == len(RUN_1) - len(SURVIVORS_1[keep]) == 11
+    assert (stats["dedupe"].rows_in, stats["dedupe"].rows_out) == (len(before), len(after))
+    # The load dedupe ran on: load_staging's (the ledger counts cleanup's and load_staging's loads: 2).
+    loaded = stats["load_staging"].details["load_seq"]
+    assert stats["dedupe"].details == {"key": ["id"], "keep": keep, "load_seq": loaded} and loaded == 2
     assert stats["extract"].details["parts"] == 3
     assert stats["load_target"].details["chunks"] == 3
     assert backend.target() == expected_target(survivors_1, RUN_1 + fillers)
@@ -143,6 +147,7 @@ def test_each_keep_mode_keeps_the_documented_row_through_dedupe_load_and_a_secon
 
     stats, _, after = run_keep(include, tmp_path, backend, DAY_B, "rB", RUN_2)
     assert sorted(after) == sorted(SURVIVORS_2[keep].items())
+    assert stats["dedupe"].details["load_seq"] == stats["load_staging"].details["load_seq"] == 4
     assert backend.target() == expected_target({**survivors_1, **TARGET_2[keep]}, RUN_1 + fillers + RUN_2)
     assert stats["load_target"].rows_out == len(SURVIVORS_2[keep])  # every survivor was offered
     if kept_name:
@@ -179,3 +184,32 @@ def test_the_order_guard_refuses_a_keep_mode_without_an_order(keep: str) -> None
 
     with pytest.raises(ValueError, match=rf"^keep {keep!r} has no order guard$"):
         replaces("incoming.v", "existing.v", keep)
+
+
+def test_a_fault_before_dedupe_commits_leaves_staging_whole_and_the_retry_dedupes(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dedupe.deleted`` (the duplicates deleted, not yet committed) raised in-process: the delete rolls
+    back, load_target still refuses the staging, and the retry removes the same rows."""
+    from entity_etl.runtime import failpoints
+    from entity_etl.runtime.stages import StageError, run_stage
+
+    include = include_for(tmp_path, "newest")
+    backend.add_source(source(RUN_1, DAY_A))
+    ctx = context(include, "kv", tmp_path / "store", run_id="rA", start=DAY_A, end=DAY_A + dt.timedelta(days=1))
+    run_all(ctx, ["cleanup", "extract", "load_staging"])
+    before = staged(backend)
+    monkeypatch.setenv(failpoints.ENV, "dedupe.deleted=raise@1")
+    failpoints.reload()
+    try:
+        with pytest.raises((failpoints.InjectedFault, StageError), match=r"dedupe\.deleted"):
+            run_stage(ctx, "dedupe")
+    finally:
+        monkeypatch.delenv(failpoints.ENV)
+        failpoints.reload()
+    assert staged(backend) == before
+    with pytest.raises(StageError, match="dedupe did not run on it"):
+        run_stage(ctx, "load_target")
+    stats = run_stage(ctx, "dedupe")
+    assert sorted(staged(backend)) == sorted(SURVIVORS_1["newest"].items())
+    assert stats.duplicates_removed == len(before) - len(SURVIVORS_1["newest"]) == 11
