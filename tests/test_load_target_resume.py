@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from entity_etl.runtime import failpoints
 from entity_etl.runtime.run_store import open_run_store
 from entity_etl.runtime.stages import StageError, run_stage
 from support.entity_files import make_include, write_entity
-from support.kv_entity import DAY_A, DAY_B, SQL, Backend, backend, ts
+from support.kv_entity import DAY_A, DAY_B, DAY_C, SQL, Backend, Row, backend, ts
 from support.pipeline import context
 
 __all__ = ["backend"]  # the SQLite / MariaDB fixture of kv_entity.py
@@ -237,3 +238,93 @@ def test_a_retry_under_a_changed_entity_file_starts_afresh(
     label = str.upper if "upper" in new else str
     rows = backend.sql(f"SELECT company_id, label, version FROM {table}")
     assert {r[0]: (r[1], r[2]) for r in rows} == {r[0]: (label(r[1]), r[2]) for r in ROWS}
+
+
+def _prepared(backend: Backend, tmp_path: Path, rows: list[Row], entity: str = ENTITY) -> Any:
+    """The kv entity with ``rows`` in its source, run up to dedupe for DAY_A (run id r1); its context."""
+    include = make_include(tmp_path)
+    write_entity(include, "kv", entity, SQL)
+    backend.add_source(rows)
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
+        run_stage(ctx, stage)
+    return ctx
+
+
+def _plan_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
+
+
+def test_a_rerun_after_success_writes_every_chunk_again(
+    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """load_target run again after it succeeded (Airflow's Clear on that task) is a fresh attempt: it
+    does not resume from the finished attempt's checkpoints, so target rows lost since come back."""
+    ctx = _prepared(backend, tmp_path, ROWS)
+    run_stage(ctx, "load_target")
+    backend.sql("DELETE FROM kv_company WHERE company_id < 'K2000'")
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    stats = run_stage(ctx, "load_target")
+    assert _plan_lines(caplog) == [
+        "kv: load_target: plan: 3 chunk(s) to do, 0 resumed (done before), 3 in all; "
+        "source interval 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z"
+    ]
+    assert stats.rows_out == 2500 and stats.details["resumed_chunks"] == 0
+    assert stats.details["target"] == "kv_company"
+    assert backend.target() == {r[0]: (r[1], r[2], r[3], r[4]) for r in ROWS}
+
+
+def test_an_empty_staging_plans_no_chunk_and_says_so(
+    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No source row in the interval: load_target's plan line still names the interval, with 0 chunks;
+    the chunk lines of load_target never carry MB figures (it moves rows inside the database)."""
+    ctx = _prepared(backend, tmp_path, [(*r[:5], ts(DAY_B, 1)) for r in ROWS[:10]])
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    stats = run_stage(ctx, "load_target")
+    assert _plan_lines(caplog) == [
+        "kv: load_target: plan: 0 chunk(s) to do, 0 resumed (done before), 0 in all; "
+        "source interval 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z"
+    ]
+    assert stats.rows_out == 0 and stats.details["chunks"] == 0 and backend.target() == {}
+
+
+def test_load_target_progress_lines_count_rows_not_bytes(
+    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = _prepared(backend, tmp_path, ROWS[:1500])
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    run_stage(ctx, "load_target")
+    lines = [r.getMessage() for r in caplog.records if "load_target: chunk " in r.getMessage()]
+    assert lines and lines[-1].startswith("kv: load_target: chunk 2/2 done: 1,500 rows, ")
+    assert not any("MB" in line for line in lines), lines
+
+
+def test_a_resumed_run_counts_the_rows_its_checkpointed_chunks_kept(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keep: newest, and a second interval whose rows are all older than the target's: every row is
+    kept. After a fault at the second chunk, the retry's kept_newer still counts the first chunk's."""
+    entity = ENTITY.replace("keep: last", "keep: newest")
+    newer = [(r[0], r[1], r[2] + 10_000, *r[3:]) for r in ROWS]
+    ctx = _prepared(backend, tmp_path, newer, entity)
+    run_stage(ctx, "load_target")
+    include = tmp_path / "include"
+    backend.add_source([(r[0], f"older {r[2]}", r[2], r[3], r[4], ts(DAY_B, r[2] // 2)) for r in ROWS])
+    ctx = context(include, "kv", tmp_path / "store", run_id="r2", start=DAY_B, end=DAY_C)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
+        run_stage(ctx, stage)
+    _fail_at(monkeypatch, "load_target.chunk_committed=raise@2")
+    try:
+        with pytest.raises((failpoints.InjectedFault, StageError)):
+            run_stage(ctx, "load_target")
+    finally:
+        monkeypatch.delenv(failpoints.ENV)
+        failpoints.reload()
+    stats = run_stage(ctx, "load_target")
+    assert stats.details["resumed_chunks"] == 1
+    assert stats.details["kept_newer"] == 2500
+    assert backend.target() == {r[0]: (r[1], r[2], r[3], r[4]) for r in newer}
