@@ -55,6 +55,32 @@ def _fail_at(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
     failpoints.reload()
 
 
+def _prepared(backend: Backend, tmp_path: Path, rows: list[Row], entity: str = ENTITY) -> Any:
+    """The kv entity with ``rows`` in its source, run up to dedupe for DAY_A (run id r1); its context."""
+    include = make_include(tmp_path)
+    write_entity(include, "kv", entity, SQL)
+    backend.add_source(rows)
+    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
+    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
+        run_stage(ctx, stage)
+    return ctx
+
+
+def _plan_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
+
+
+def _fault_load_target(ctx: Any, monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    """One load_target attempt that fails at the fail point ``spec`` (``ETL_FAILPOINTS`` syntax)."""
+    _fail_at(monkeypatch, spec)
+    try:
+        with pytest.raises((failpoints.InjectedFault, StageError)):
+            run_stage(ctx, "load_target")
+    finally:
+        monkeypatch.delenv(failpoints.ENV)
+        failpoints.reload()
+
+
 @pytest.mark.parametrize("point", ["load_target.chunk_committed", "load_target.chunk_written"])
 def test_a_retry_resumes_after_the_last_checkpointed_chunk(
     backend: Backend,
@@ -121,19 +147,14 @@ def test_the_plan_line_counts_the_chunks_exactly(
     1..rows, so chunks of 1,000 give exactly ``chunks``: a whole last chunk is not counted twice, a
     partial one is counted. MariaDB's auto-increment may leave gaps between the parts' ids, so there
     only the first rule is checked."""
-    include = make_include(tmp_path)
-    write_entity(include, "kv", ENTITY, SQL)
-    backend.add_source(ROWS[:rows])
-    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
-    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
-        run_stage(ctx, stage)
+    ctx = _prepared(backend, tmp_path, ROWS[:rows])
     caplog.set_level(logging.INFO)
     caplog.clear()
     stats = run_stage(ctx, "load_target")
     done = len(open_run_store().checkpoints("kv", "r1", "load_target"))
     if backend.kind == "sqlite":
         assert done == chunks
-    plan = [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
+    plan = _plan_lines(caplog)
     assert plan == [
         f"kv: load_target: plan: {done} chunk(s) to do, 0 resumed (done before), {done} in all; "
         "source interval 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z"
@@ -148,12 +169,7 @@ def test_a_retry_after_the_last_checkpoint_plans_no_chunk(
     has nothing left to upsert and says so (the last chunk's end, 3001, is past the last row id, 2500)."""
     # The module, not the function that entity_etl.runtime.stages exports under the same name.
     load_target = importlib.import_module("entity_etl.runtime.stages.load_target")
-    include = make_include(tmp_path)
-    write_entity(include, "kv", ENTITY, SQL)
-    backend.add_source(ROWS)
-    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
-    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
-        run_stage(ctx, stage)
+    ctx = _prepared(backend, tmp_path, ROWS)
     real_count = load_target.count_rows
     faults = []
 
@@ -211,19 +227,9 @@ def test_a_retry_under_a_changed_entity_file_starts_afresh(
 ) -> None:
     """The entity file edited between a failed attempt and its retry (target chunk size, target table, a
     sanitizer): the checkpoints of the old plan are not reused, so no chunk is skipped under the new one."""
-    include = make_include(tmp_path)
-    write_entity(include, "kv", ENTITY, SQL)
-    backend.add_source(ROWS)
-    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
-    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
-        run_stage(ctx, stage)
-    _fail_at(monkeypatch, "load_target.chunk_committed=raise@2")
-    try:
-        with pytest.raises((failpoints.InjectedFault, StageError)):
-            run_stage(ctx, "load_target")
-    finally:
-        monkeypatch.delenv(failpoints.ENV)
-        failpoints.reload()
+    ctx = _prepared(backend, tmp_path, ROWS)
+    include = tmp_path / "include"
+    _fault_load_target(ctx, monkeypatch, "load_target.chunk_committed=raise@2")
     assert len(open_run_store().checkpoints("kv", "r1", "load_target")) == 1
 
     assert old in ENTITY
@@ -238,21 +244,6 @@ def test_a_retry_under_a_changed_entity_file_starts_afresh(
     label = str.upper if "upper" in new else str
     rows = backend.sql(f"SELECT company_id, label, version FROM {table}")
     assert {r[0]: (r[1], r[2]) for r in rows} == {r[0]: (label(r[1]), r[2]) for r in ROWS}
-
-
-def _prepared(backend: Backend, tmp_path: Path, rows: list[Row], entity: str = ENTITY) -> Any:
-    """The kv entity with ``rows`` in its source, run up to dedupe for DAY_A (run id r1); its context."""
-    include = make_include(tmp_path)
-    write_entity(include, "kv", entity, SQL)
-    backend.add_source(rows)
-    ctx = context(include, "kv", tmp_path / "store", run_id="r1", start=DAY_A, end=DAY_B)
-    for stage in ("cleanup", "extract", "load_staging", "dedupe"):
-        run_stage(ctx, stage)
-    return ctx
-
-
-def _plan_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "load_target: plan:" in r.getMessage()]
 
 
 def test_a_rerun_after_success_writes_every_chunk_again(
@@ -317,13 +308,7 @@ def test_a_resumed_run_counts_the_rows_its_checkpointed_chunks_kept(
     ctx = context(include, "kv", tmp_path / "store", run_id="r2", start=DAY_B, end=DAY_C)
     for stage in ("cleanup", "extract", "load_staging", "dedupe"):
         run_stage(ctx, stage)
-    _fail_at(monkeypatch, "load_target.chunk_committed=raise@2")
-    try:
-        with pytest.raises((failpoints.InjectedFault, StageError)):
-            run_stage(ctx, "load_target")
-    finally:
-        monkeypatch.delenv(failpoints.ENV)
-        failpoints.reload()
+    _fault_load_target(ctx, monkeypatch, "load_target.chunk_committed=raise@2")
     stats = run_stage(ctx, "load_target")
     assert stats.details["resumed_chunks"] == 1
     assert stats.details["kept_newer"] == 2500
