@@ -152,6 +152,42 @@ def test_a_run_whose_lease_was_taken_over_never_commits_again(
     assert rows == [(2000, "new", "new", 10500)]
 
 
+def test_a_lease_lost_while_a_chunk_commits_leaves_that_chunk_unrecorded(
+    target: Target, include: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keeper finds the lease gone between load_target's first commit and its checkpoint: the stage
+    stops there, with no checkpoint written after the loss (the retry redoes that chunk; the upsert
+    converges). The fence is left as it was, so only the keeper's own check can stop the stage."""
+    leases = SqliteLeaseStore(tmp_path / "state.db")
+    leases.acquire("fx", A, ttl_s=600)
+    ctx = context(include, "fx", tmp_path / "store", run_id="run-a", lease_owner=A)
+    run_all(ctx, ["cleanup", "extract", "load_staging", "dedupe"])
+    monkeypatch.setenv("ETL_LEASE_TTL_S", "4")  # load_target's keeper renews every second
+    monkeypatch.setenv("ETL_FAILPOINTS", "load_target.chunk_committed=pause")
+    monkeypatch.setenv("ETL_FAILPOINT_DIR", str(tmp_path))
+    failpoints.reload()
+
+    def take_over() -> None:  # B takes the entity (the fence stays at A's epoch); A's next renewal fails
+        assert leases.release("fx", A)
+        leases.acquire("fx", B, ttl_s=600)
+        time.sleep(2.5)
+
+    try:
+        lost = rf"^fx: load_target: fx: this run \({A}\) lost the entity lease: "
+        with (
+            WhilePaused(tmp_path / "load_target.chunk_committed.paused", take_over),
+            pytest.raises(StageError, match=lost),
+        ):
+            run_stage(ctx, "load_target")
+    finally:
+        monkeypatch.delenv("ETL_FAILPOINTS")
+        failpoints.reload()
+    assert SqliteRunStore(tmp_path / "state.db").checkpoints("fx", "run-a", "load_target") == []
+    # The chunk that committed before the loss (the first 1,000 row ids) is in the target; nothing after it.
+    first_chunk = "SELECT COUNT(*) FROM stg_fx WHERE _etl_row < (SELECT MIN(_etl_row) FROM stg_fx) + 1000"
+    assert target.sql("SELECT COUNT(*) FROM t_fx") == target.sql(first_chunk) != [(0,)]
+
+
 def test_a_stage_does_not_start_below_the_fence(target: Target, include: Path, tmp_path: Path) -> None:
     advance_fence(B, 10**13)
     with open_database(resolve_connection("fx_tgt")) as db:
