@@ -1,22 +1,31 @@
-"""The gzip writer for extract parts: ISA-L (``isal.igzip``) at level 1 when it is installed, else zlib.
+"""The gzip writer and reader of extract parts: ISA-L (``isal.igzip``) when it is installed, else zlib.
 
 Both write the same format (RFC 1952, one member, ``mtime=0``), read by Python's ``gzip`` and by the load
 path. ISA-L's level 1 takes less CPU than zlib's and writes fewer bytes (figures: bench/gzip_backends.py,
 bench/README.md). The output bytes differ between the backends; what they
-decompress to does not.
+decompress to does not. ISA-L also reads any gzip stream, with less CPU than zlib.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
+from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 _igzip: ModuleType | None
+_isal_error: tuple[type[BaseException], ...]
 try:
     from isal import igzip as _igzip
+    from isal.isal_zlib import IsalError
+
+    _isal_error = (cast("type[BaseException]", IsalError),)  # its stub declares an instance, not the class
 except ImportError:  # pragma: no cover - isal is a runtime dependency; zlib stays a working fallback
-    _igzip = None
+    _igzip, _isal_error = None, ()
+
+#: What reading a damaged part raises: not gzip, truncated, a bad CRC (either backend).
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, *_isal_error)
 
 # zlib's level 1: several times faster than gzip's default 9 for a few more bytes (bench/README.md).
 ZLIB_LEVEL = 1
@@ -39,3 +48,16 @@ def part_writer(raw: BinaryIO, use: str | None = None) -> BinaryIO:
     if chosen != "zlib":
         raise ValueError(f"unknown gzip backend {chosen!r} (expected 'isal' or 'zlib')")
     return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=ZLIB_LEVEL, mtime=0)  # type: ignore[return-value]
+
+
+def part_reader(path: Path, use: str | None = None) -> BinaryIO:
+    """The decompressed bytes of the gzip part at ``path``, read as a stream (close it after use); a
+    damaged part raises one of :data:`READ_ERRORS` while it is read."""
+    chosen = use or backend()
+    if chosen == "isal":
+        if _igzip is None:
+            raise RuntimeError("gzip backend 'isal' requested but the isal package is not installed")
+        return _igzip.open(path, "rb")
+    if chosen != "zlib":
+        raise ValueError(f"unknown gzip backend {chosen!r} (expected 'isal' or 'zlib')")
+    return gzip.open(path, "rb")  # type: ignore[return-value]

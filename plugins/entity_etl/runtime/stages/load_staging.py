@@ -1,17 +1,17 @@
 """load_staging: the manifest's parts into staging (LOAD DATA LOCAL INFILE / batched inserts), one
-committed and checkpointed load per part."""
+committed and checkpointed load per part.
+
+Each part is decompressed as it loads (``Database.load_csv_stream``: on MySQL a FIFO that a thread
+fills, so the server parses while the part is gunzipped; no decompressed copy on disk).
+"""
 
 from __future__ import annotations
 
-import gzip
-import shutil
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Any
 
-from entity_etl.config.model import EntityConfig
-from entity_etl.runtime import chunks, failpoints, fencing, staging_ledger
+from entity_etl.runtime import chunks, failpoints, fencing, gzip_parts, staging_ledger
 from entity_etl.runtime.databases import Database
 from entity_etl.runtime.progress import Progress
 from entity_etl.runtime.stages.context import ROW_ID, Attempt, RunContext, StageError
@@ -55,10 +55,12 @@ def load_staging(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
             chunk = chunks.chunk_id(index)
             if chunk in done:
                 continue
-            csv_path, gz_size = _fetch_part(ctx, part, Path(scratch))
+            gz_path = Path(scratch) / "part.csv.gz"
+            ctx.store.get_file(part["key"], gz_path)
+            gz_size = gz_path.stat().st_size
             size += gz_size
-            n, max_row = _load_part(db, config, attempt, part, columns, csv_path)
-            csv_path.unlink()
+            n, max_row = _load_part(ctx, db, attempt, part, columns, gz_path)
+            gz_path.unlink()
             failpoints.hit("load_staging.part_committed")
             checkpoints.record(chunk, {"key": part["key"], "rows": n, "max_row": max_row})
             loaded += n
@@ -80,31 +82,22 @@ def load_staging(ctx: RunContext, attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def _fetch_part(ctx: RunContext, part: dict[str, Any], scratch: Path) -> tuple[Path, int]:
-    """Download one extract part and decompress it to ``part.csv``; return that path and the part's size."""
-    gz_path = scratch / "part.csv.gz"
-    csv_path = scratch / "part.csv"
-    ctx.store.get_file(part["key"], gz_path)
-    try:
-        with gzip.open(gz_path, "rb") as src, csv_path.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise StageError(
-            f"{ctx.entity}: load_staging: {part['uri']} is not a readable gzip part ({exc}); rerun the extract"
-        ) from None
-    size = gz_path.stat().st_size
-    gz_path.unlink()
-    return csv_path, size
-
-
 def _load_part(
-    db: Database, config: EntityConfig, attempt: Attempt, part: dict[str, Any], columns: list[str], csv_path: Path
+    ctx: RunContext, db: Database, attempt: Attempt, part: dict[str, Any], columns: list[str], gz_path: Path
 ) -> tuple[int, int]:
-    """Load one part into staging and commit it; return its rows and the highest row id after it."""
+    """Load one downloaded part into staging and commit it; return its rows and the highest row id after
+    it. A damaged part rolls back what it loaded and is one line naming it."""
+    config = ctx.config
     staging = db.table(config.staging.table)
     row = db.quote(ROW_ID)
     try:
-        n = db.load_csv(config.staging.table, columns, csv_path)
+        try:
+            with gzip_parts.part_reader(gz_path) as source:
+                n = db.load_csv_stream(config.staging.table, columns, source, gz_path.parent)
+        except gzip_parts.READ_ERRORS as exc:
+            raise StageError(
+                f"{config.entity}: load_staging: {part['uri']} is not a readable gzip part ({exc}); rerun the extract"
+            ) from None
         if n != part["rows"]:
             raise StageError(
                 f"{config.entity}: load_staging: {part['uri']} loaded {n} rows, the manifest says {part['rows']}"
