@@ -34,6 +34,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from entity_etl.runtime import failpoints
 from entity_etl.runtime.chunks import cut_points
 from entity_etl.runtime.databases import MySQLDatabase
 from entity_etl.runtime.lease import open_lease_store
@@ -246,6 +247,34 @@ def test_a_succeeded_stage_is_redone_from_the_start(setup: dict[str, Any]) -> No
     assert_exact_target(setup)
 
 
+@pytest.mark.parametrize(
+    ("stage", "point"), [("extract", "extract.checkpointed"), ("load_target", "load_target.checkpointed")]
+)
+def test_a_redone_stage_interrupted_after_its_first_chunk_resumes_from_that_chunk_only(
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch, stage: str, point: str
+) -> None:
+    """A succeeded stage is redone afresh; that attempt fails (in-process) right after its first
+    checkpoint. The earlier run's checkpoints were removed before it, so the retry resumes after that one
+    chunk only: not after the earlier run's last chunk, whose extract parts the redo had deleted."""
+    for done in STAGES:
+        in_process(setup, done)
+    monkeypatch.setenv("ETL_FAILPOINTS", f"{point}=raise@1")
+    failpoints.reload()
+    try:
+        with pytest.raises(StageError, match=rf"^acme: {stage}: InjectedFault: fail point {point} \(hit 1\)$"):
+            in_process(setup, stage)
+    finally:
+        monkeypatch.delenv("ETL_FAILPOINTS")
+        failpoints.reload()
+    assert [c.chunk for c in open_run_store().checkpoints("acme", RUN_ID, stage)] == ["000000"]
+    again = in_process(setup, stage)
+    resumed = again["details"]["resumed_chunks"]
+    assert resumed == 1
+    for later in STAGES[STAGES.index(stage) + 1 :]:
+        in_process(setup, later)
+    assert_exact_target(setup)
+
+
 def test_chunks_never_split_equal_keys_and_null_keys_get_their_own_chunk(setup: dict[str, Any]) -> None:
     in_process(setup, "cleanup")
     stats = in_process(setup, "extract")
@@ -422,7 +451,13 @@ def expected_partition_rows() -> list[int]:
     return counts
 
 
-def test_partitions_in_one_process_then_the_exact_target(partitioned: dict[str, Any]) -> None:
+@pytest.mark.parametrize("window", [MySQLDatabase.chunk_window, 1], ids=["window", "query-per-chunk"])
+def test_partitions_in_one_process_then_the_exact_target(
+    partitioned: dict[str, Any], monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """Each partition holds exactly its key range's rows, read by window queries (the MySQL default) and
+    by one query per chunk (as on SQLite), where a chunk bound past the partition's end would show."""
+    monkeypatch.setattr(MySQLDatabase, "chunk_window", window)
     in_process(partitioned, "cleanup")
     stats = in_process(partitioned, "extract")  # no partition given: all of them, one after the other
     assert stats["details"]["partitions"] == [0, 1, 2, 3]

@@ -172,12 +172,12 @@ class StageCheckpoints:
         #: Called before each checkpoint (the entity lease check): raises to stop the stage there.
         self.guard = guard
         self.done: list[Checkpoint] = []
-        self.discarded = 0
         if store is None:
             return
         existing = store.checkpoints(entity, run_id, stage)
         if fresh or any(c.plan != plan for c in existing):
-            self.discarded = store.clear_checkpoints(entity, run_id, stage) if existing else 0
+            if existing:  # gone before this attempt writes one: a later resume sees only this attempt's
+                store.clear_checkpoints(entity, run_id, stage)
         else:
             self.done = existing
 
