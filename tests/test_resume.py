@@ -473,6 +473,28 @@ def test_partitions_in_one_process_then_the_exact_target(
     assert_exact_target(partitioned)
 
 
+def test_a_partitions_checkpoint_is_the_extract_checkpointed_fail_point(
+    partitioned: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fail point names are the stage's (README "Resume"), also in a partition's checkpoints
+    (``extract.p01``): the second checkpoint of the extract fails, in-process, and the retry finishes."""
+    in_process(partitioned, "cleanup")
+    monkeypatch.setenv("ETL_FAILPOINTS", "extract.checkpointed=raise@2")
+    failpoints.reload()
+    try:
+        with pytest.raises(
+            StageError, match=r"^acme: extract: InjectedFault: fail point extract.checkpointed \(hit 2\)$"
+        ):
+            in_process(partitioned, "extract")
+    finally:
+        monkeypatch.delenv("ETL_FAILPOINTS")
+        failpoints.reload()
+    store = open_run_store()
+    assert sum(len(store.checkpoints("acme", RUN_ID, f"extract.p{i:02d}")) for i in range(4)) == 2
+    stats = in_process(partitioned, "extract")
+    assert stats["details"]["resumed_chunks"] == 2 and stats["rows_out"] == ROWS
+
+
 def test_array_children_in_parallel_merge_into_one_manifest(partitioned: dict[str, Any]) -> None:
     in_process(partitioned, "cleanup")
     children = [etlctl("extract", array_index=i) for i in range(4)]
