@@ -18,7 +18,7 @@ from support.pipeline import context
 __all__ = ["backend"]  # the SQLite / MariaDB fixture of kv_entity.py
 
 # 2,500 rows in chunks of 1,000: three parts.
-ROWS = [(f"K{i:04d}", f"label {i} \"odd\", line\nbreak", i, "s", None, ts(DAY_A, i // 2)) for i in range(2500)]
+ROWS = [(f"K{i:04d}", f'label {i} "odd", line\nbreak', i, "s", None, ts(DAY_A, i // 2)) for i in range(2500)]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "bad-crc"])
