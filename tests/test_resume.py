@@ -34,13 +34,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entity_etl.runtime import failpoints
 from entity_etl.runtime.chunks import cut_points
 from entity_etl.runtime.databases import MySQLDatabase
 from entity_etl.runtime.lease import open_lease_store
 from entity_etl.runtime.run_store import open_run_store
 from entity_etl.runtime.stages import StageError, run_stage
 from support.entity_files import make_include, write_entity
+from support.fail_points import failing_at
 from support.pipeline import END, START, context
 from support.servers import MariaDB, start_mariadb
 
@@ -258,18 +258,12 @@ def test_a_redone_stage_interrupted_after_its_first_chunk_resumes_from_that_chun
     chunk only: not after the earlier run's last chunk, whose extract parts the redo had deleted."""
     for done in STAGES:
         in_process(setup, done)
-    monkeypatch.setenv("ETL_FAILPOINTS", f"{point}=raise@1")
-    failpoints.reload()
-    try:
-        with pytest.raises(StageError, match=rf"^acme: {stage}: InjectedFault: fail point {point} \(hit 1\)$"):
-            in_process(setup, stage)
-    finally:
-        monkeypatch.delenv("ETL_FAILPOINTS")
-        failpoints.reload()
+    fault = rf"^acme: {stage}: InjectedFault: fail point {point} \(hit 1\)$"
+    with failing_at(monkeypatch, f"{point}=raise@1"), pytest.raises(StageError, match=fault):
+        in_process(setup, stage)
     assert [c.chunk for c in open_run_store().checkpoints("acme", RUN_ID, stage)] == ["000000"]
     again = in_process(setup, stage)
-    resumed = again["details"]["resumed_chunks"]
-    assert resumed == 1
+    assert again["details"]["resumed_chunks"] == 1
     for later in STAGES[STAGES.index(stage) + 1 :]:
         in_process(setup, later)
     assert_exact_target(setup)
@@ -479,16 +473,9 @@ def test_a_partitions_checkpoint_is_the_extract_checkpointed_fail_point(
     """The fail point names are the stage's (README "Resume"), also in a partition's checkpoints
     (``extract.p01``): the second checkpoint of the extract fails, in-process, and the retry finishes."""
     in_process(partitioned, "cleanup")
-    monkeypatch.setenv("ETL_FAILPOINTS", "extract.checkpointed=raise@2")
-    failpoints.reload()
-    try:
-        with pytest.raises(
-            StageError, match=r"^acme: extract: InjectedFault: fail point extract.checkpointed \(hit 2\)$"
-        ):
-            in_process(partitioned, "extract")
-    finally:
-        monkeypatch.delenv("ETL_FAILPOINTS")
-        failpoints.reload()
+    fault = r"^acme: extract: InjectedFault: fail point extract.checkpointed \(hit 2\)$"
+    with failing_at(monkeypatch, "extract.checkpointed=raise@2"), pytest.raises(StageError, match=fault):
+        in_process(partitioned, "extract")
     store = open_run_store()
     assert sum(len(store.checkpoints("acme", RUN_ID, f"extract.p{i:02d}")) for i in range(4)) == 2
     stats = in_process(partitioned, "extract")
